@@ -1,0 +1,3 @@
+"""chatroom-server: a real-time chat backend, wire-compatible with the Go chat server."""
+
+__version__ = "0.1.0"

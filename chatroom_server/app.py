@@ -1,0 +1,91 @@
+"""create_app(settings): wiring only."""
+
+from __future__ import annotations
+
+import logging
+
+from sanic import Sanic
+from sanic_ext import Extend
+
+from . import __version__
+from .db import close_database, open_database
+from .realtime.hub import Hub
+from .security import TokenService
+from .services.secrets import shared_secret
+from .services.throttle import LoginThrottle
+from .services.users import UserService
+from .settings import Settings
+from .web import auth, rooms, ws
+from .web.context import App, Ctx
+from .web.errors import setup_errors
+
+log = logging.getLogger("chatroom_server")
+
+
+def create_app(settings: Settings, name: str = "chatroom_server") -> App:
+    ctx = Ctx(
+        settings=settings,
+        users=UserService(
+            settings.bcrypt_rounds, LoginThrottle(settings.login_failures, settings.login_window)
+        ),
+        hub=Hub(settings.redis_url, settings.room_check_interval),
+    )
+    app: App = Sanic(name, ctx=ctx)
+    _configure(app, settings)
+    setup_errors(app)
+    app.blueprint([auth.bp, rooms.bp, ws.bp])
+    _setup_lifecycle(app)
+    return app
+
+
+def create_served_app(settings: Settings) -> App:
+    """The app as `chatroom-server serve` runs it: with our log handlers set up."""
+    setup_logging(settings.dev)
+    return create_app(settings)
+
+
+def setup_logging(dev: bool) -> None:
+    # Our own loggers only: Sanic configures its own, and the root logger is left alone.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name, level in (("chatroom_server", logging.DEBUG if dev else logging.INFO),
+                        ("tortoise", logging.WARNING)):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.propagate = False
+        logger.setLevel(level)
+
+
+def _configure(app: App, settings: Settings) -> None:
+    app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
+    app.config.WEBSOCKET_MAX_SIZE = settings.max_frame_bytes
+    app.config.WEBSOCKET_PING_INTERVAL = settings.ping_interval
+    app.config.WEBSOCKET_PING_TIMEOUT = settings.ping_interval
+    # Access lines would carry ?jwt= tokens; we log our own events instead.
+    app.config.ACCESS_LOG = False
+    app.config.CORS_ORIGINS = settings.cors_origins
+    app.config.CORS_ALLOW_HEADERS = "authorization,content-type"
+    app.config.OAS_URL_PREFIX = "/docs"
+    app.config.OAS_UI_DEFAULT = "redoc"
+    app.config.API_TITLE = "chatroom-server"
+    app.config.API_VERSION = __version__
+    Extend(app)
+
+
+def _setup_lifecycle(app: App) -> None:
+    @app.before_server_start
+    async def open_resources(app: App) -> None:
+        settings = app.ctx.settings
+        await open_database(settings.database_url)
+        secret = settings.jwt_secret or await shared_secret()
+        app.ctx.tokens = TokenService(secret, settings.token_ttl)
+        await app.ctx.hub.start()
+
+    @app.before_server_stop
+    async def close_sockets(app: App) -> None:
+        # Close with 1001 ourselves: Sanic would otherwise close them with 1000.
+        await app.ctx.hub.stop()
+
+    @app.after_server_stop
+    async def close_resources(app: App) -> None:
+        await close_database()

@@ -1,0 +1,204 @@
+"""The `chatroom-server` command: serve, migrate and room administration.
+
+Builds Settings from flags and environment, then calls services; every failure
+is one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+
+from . import __version__
+from .errors import ChatError, ConfigError
+from .settings import Settings, mask_url
+
+T = TypeVar("T")
+
+database_option = click.option(
+    "--database-url",
+    default=None,
+    metavar="URL",
+    help="sqlite://FILE or postgres://USER@HOST/DB (env CHATROOM_DATABASE_URL; "
+    "default sqlite://chatroom.sqlite3).",
+)
+
+
+def fail(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(1)
+
+
+def load_settings(**flags: Any) -> Settings:
+    try:
+        return Settings.load(**flags)
+    except ChatError as exc:
+        fail(exc.message)
+        raise  # unreachable
+
+
+def run_db(database_url: str, job: Callable[[], Awaitable[T]]) -> T:
+    """Run one database job in a fresh loop, with the connection opened and closed."""
+    from .db import close_database, open_database
+
+    async def main() -> T:
+        await open_database(database_url)
+        try:
+            return await job()
+        finally:
+            await close_database()
+
+    try:
+        return asyncio.run(main())
+    except ChatError as exc:
+        fail(exc.message)
+    except Exception as exc:  # a driver error: say what, never a traceback
+        fail(_describe_db_failure(database_url, exc))
+    raise AssertionError("unreachable")
+
+
+def _describe_db_failure(database_url: str, exc: BaseException) -> str:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return f"Cannot use the database {mask_url(database_url)}: {detail}"
+
+
+def migrate_database(database_url: str) -> list[str]:
+    from .db import apply_migrations
+
+    try:
+        return asyncio.run(apply_migrations(database_url))
+    except Exception as exc:
+        fail(_describe_db_failure(database_url, exc))
+    raise AssertionError("unreachable")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="chatroom-server")
+def main() -> None:
+    """chatroom-server: accounts, rooms and live messages over websockets."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port to listen on (default 8080).")
+@click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
+@database_option
+@click.option("--redis-url", default=None, metavar="URL", help="Redis for several workers/hosts.")
+@click.option("--dev", is_flag=True, default=None, help="Auto-reload and debug logs.")
+@click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations at start.")
+def serve(no_migrate: bool, **flags: Any) -> None:
+    """Start the server (applies pending migrations first)."""
+    settings = load_settings(**flags)
+    if settings.workers > 1 and settings.redis_url is None:
+        fail(
+            "--workers above 1 needs --redis-url: each worker is a separate process, "
+            "and without Redis every room would be split between them."
+        )
+    if settings.redis_url is not None:
+        fail("Redis scale-out is not available in this version yet; run without --redis-url.")
+    if not no_migrate:
+        for name in migrate_database(settings.database_url):
+            click.echo(f"Applied migration {name}")
+    _run_server(settings)
+
+
+def _run_server(settings: Settings) -> None:
+    from sanic import Sanic
+    from sanic.worker.loader import AppLoader
+
+    from .app import create_served_app
+
+    # Every worker process rebuilds the app the same way from the same settings.
+    loader = AppLoader(factory=functools.partial(create_served_app, settings))
+    app = loader.load()
+    try:
+        app.prepare(
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            dev=settings.dev,
+            access_log=False,
+            motd=settings.dev,
+            single_process=settings.workers == 1 and not settings.dev,
+        )
+        Sanic.serve(primary=app, app_loader=loader)
+    except OSError as exc:
+        fail(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
+
+
+@main.command()
+@database_option
+def migrate(database_url: str | None) -> None:
+    """Apply pending database migrations (safe to run again)."""
+    settings = load_settings(database_url=database_url)
+    applied = migrate_database(settings.database_url)
+    for name in applied:
+        click.echo(f"Applied migration {name}")
+    if not applied:
+        click.echo("No migrations to apply; the database is up to date.")
+
+
+@main.command("create-room")
+@click.argument("name")
+@database_option
+def create_room(name: str, database_url: str | None) -> None:
+    """Create a room called NAME and print its ID."""
+    from . import protocol
+    from .services import rooms
+
+    settings = load_settings(database_url=database_url)
+    try:
+        checked = protocol.CreateRoomRequest(name=name).name
+    except ValueError as exc:
+        fail(f"Invalid room name: {_first_error(exc)}")
+    room = run_db(settings.database_url, lambda: rooms.create_room(checked))
+    click.echo(f"Created room {room.id}: {room.name}")
+
+
+def _first_error(exc: Exception) -> str:
+    from pydantic import ValidationError
+
+    if isinstance(exc, ValidationError):
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return str(exc)
+
+
+@main.command("list-rooms")
+@database_option
+def list_rooms(database_url: str | None) -> None:
+    """List the rooms that are not deleted."""
+    from .services import rooms
+
+    settings = load_settings(database_url=database_url)
+    found = run_db(settings.database_url, rooms.list_rooms)
+    if not found:
+        click.echo("No rooms.")
+    for room in found:
+        click.echo(f"{room.id}\t{room.name}")
+
+
+@main.command("delete-room")
+@click.argument("room_id", type=int)
+@database_option
+def delete_room(room_id: int, database_url: str | None) -> None:
+    """Delete room ROOM_ID (soft delete; its open websockets are closed with 1001)."""
+    from .services import rooms
+
+    settings = load_settings(database_url=database_url)
+    room = run_db(settings.database_url, lambda: rooms.delete_room(room_id))
+    click.echo(f"Deleted room {room.id}: {room.name}")
+
+
+def run() -> None:
+    """Entry point that also turns Ctrl-C into a quiet exit."""
+    try:
+        main(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except ConfigError as exc:
+        fail(exc.message)

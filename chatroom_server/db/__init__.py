@@ -1,0 +1,78 @@
+"""The one Tortoise configuration, shared by the app, the CLI and migrations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tortoise import Tortoise
+
+APP_LABEL = "chat"
+MODELS_MODULE = "chatroom_server.db.models"
+MIGRATIONS_MODULE = "chatroom_server.db.migrations"
+
+# SQLite: WAL lets readers run beside the writer; NORMAL syncs at checkpoints, which
+# is durable across a process crash; busy_timeout waits instead of failing when
+# another process (the CLI, a second server) holds the write lock.
+_SQLITE_DEFAULTS = {"journal_mode": "WAL", "synchronous": "NORMAL", "busy_timeout": "5000"}
+
+
+def connection_url(database_url: str) -> str:
+    """Add our SQLite pragmas unless the URL sets them itself."""
+    if not database_url.startswith("sqlite://"):
+        return database_url
+    base, _, query = database_url.partition("?")
+    given = {part.split("=", 1)[0] for part in query.split("&") if part}
+    extra = [f"{k}={v}" for k, v in _SQLITE_DEFAULTS.items() if k not in given]
+    params = "&".join(filter(None, [query, *extra]))
+    return f"{base}?{params}" if params else base
+
+
+def tortoise_config(database_url: str) -> dict[str, Any]:
+    # Tortoise caches compiled INSERTs per connection *name*: naming the connection
+    # after its dialect keeps SQLite's "?" out of PostgreSQL's queries when one
+    # process (a test run) uses both.
+    name = "sqlite" if database_url.startswith("sqlite://") else "postgres"
+    return {
+        "connections": {name: connection_url(database_url)},
+        "apps": {
+            APP_LABEL: {
+                "models": [MODELS_MODULE],
+                "default_connection": name,
+                "migrations": MIGRATIONS_MODULE,
+            }
+        },
+        "use_tz": True,
+        "timezone": "UTC",
+    }
+
+
+async def open_database(database_url: str) -> None:
+    # The global fallback lets request tasks, which Sanic creates outside the
+    # listener's context, find the connections.
+    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+
+
+async def close_database() -> None:
+    await Tortoise.close_connections()
+
+
+# For Tortoise's own CLI (`tortoise -c chatroom_server.db.TORTOISE_ORM makemigrations`),
+# used by developers when a model changes. The URL only matters for that command.
+TORTOISE_ORM = tortoise_config("sqlite://:memory:")
+
+
+async def apply_migrations(database_url: str) -> list[str]:
+    """Apply pending migrations; return the names applied (empty when up to date)."""
+    from tortoise.migrations.api import migrate
+
+    applied: list[str] = []
+
+    def progress(event: str, app_label: str, name: str) -> None:
+        if event == "apply_done":
+            applied.append(f"{app_label}.{name}")
+
+    try:
+        await migrate(config=tortoise_config(database_url), progress=progress)
+    finally:
+        await Tortoise.close_connections()
+    return applied

@@ -1,0 +1,66 @@
+"""Tortoise models. Only `db/` and `services/` import this module."""
+
+from __future__ import annotations
+
+from tortoise import fields
+from tortoise.models import Model
+
+
+class UserRow(Model):
+    id = fields.BigIntField(primary_key=True)
+    user_name = fields.CharField(max_length=64)
+    email = fields.CharField(max_length=254, unique=True)
+    password_hash = fields.CharField(max_length=128)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    deleted_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "users"
+
+    def __repr__(self) -> str:  # never show the hash
+        return f"<UserRow id={self.id}>"
+
+
+class RoomRow(Model):
+    id = fields.BigIntField(primary_key=True)
+    name = fields.CharField(max_length=100)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+    deleted_at = fields.DatetimeField(null=True, db_index=True)
+
+    class Meta:
+        table = "rooms"
+
+
+class MessageRow(Model):
+    id = fields.BigIntField(primary_key=True)
+    room: fields.ForeignKeyRelation[RoomRow] = fields.ForeignKeyField(
+        "chat.RoomRow", related_name="messages", on_delete=fields.CASCADE, db_index=False
+    )
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "chat.UserRow", related_name="messages", on_delete=fields.CASCADE
+    )
+    # The author's name when the message was sent, so history needs no join.
+    user_name = fields.CharField(max_length=64)
+    text = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+    client_message_id = fields.CharField(max_length=64, null=True)
+
+    room_id: int
+    user_id: int
+
+    class Meta:
+        table = "messages"
+        # History and recovery read "room R, IDs around X": keep that one index lookup.
+        indexes = (("room_id", "id"),)
+
+
+class ServerSecret(Model):
+    """Values generated once and shared by every worker and host on this database."""
+
+    name = fields.CharField(max_length=64, primary_key=True)
+    value = fields.CharField(max_length=255)
+
+    class Meta:
+        table = "server_secrets"

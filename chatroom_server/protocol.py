@@ -1,0 +1,325 @@
+"""THE wire format: REST request and response shapes, websocket frames in and out.
+
+Field names of the Go server (`chatMessage`, `CreatedAt`, ...) appear here and
+nowhere else. Frames are encoded once, to text, and that text is what every
+connection receives.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from http import HTTPStatus
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from email_validator import EmailNotValidError, validate_email
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+
+from .domain import HistoryPage, Message, Room, User
+from .errors import BadRequest, InvalidMessage
+
+M = TypeVar("M", bound=BaseModel)
+
+SYSTEM_USER_ID = -1
+FRAME_TYPE = 1
+
+# Error codes of `error` frames.
+INVALID_JSON = "invalid_json"
+INVALID_MESSAGE = "invalid_message"
+MESSAGE_TOO_LONG = "message_too_long"
+WRONG_ROOM = "wrong_room"
+RATE_LIMITED = "rate_limited"
+STORE_FAILED = "store_failed"
+
+# Control characters other than tab and newline.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+PASSWORD_MIN_BYTES = 8
+PASSWORD_MAX_BYTES = 72  # bcrypt's limit: longer is refused, never truncated
+USER_NAME_MAX = 64
+ROOM_NAME_MAX = 100
+EMAIL_MAX = 254
+CLIENT_MESSAGE_ID_MAX = 64
+
+
+def dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z suffix and microseconds, as the Go server wrote them."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# --------------------------------------------------------------------------- REST in
+
+
+def _strict_int(value: Any) -> Any:
+    # Accept 5 and "5" (seed clients send either), never True or 5.0.
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if not isinstance(value, int):
+        raise ValueError("must be an integer")
+    return value
+
+
+Id = Annotated[int, BeforeValidator(_strict_int), Field(ge=1, le=2**63 - 1)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
+
+
+def _check_email(value: str) -> str:
+    if len(value) > EMAIL_MAX:
+        raise ValueError(f"must be at most {EMAIL_MAX} characters")
+    try:
+        checked = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        raise ValueError("must be a valid email address") from None
+    return checked.normalized.lower()
+
+
+def _check_password(value: str) -> str:
+    size = len(value.encode("utf-8"))
+    if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
+        raise ValueError(
+            f"must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes long (UTF-8)"
+        )
+    return value
+
+
+def _check_name(value: str, limit: int) -> str:
+    value = value.strip()
+    if not 1 <= len(value) <= limit:
+        raise ValueError(f"must be 1 to {limit} characters long after trimming")
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+class SignupRequest(_Request):
+    user_name: str
+    email: str
+    password: str
+
+    @field_validator("user_name")
+    @classmethod
+    def _user_name(cls, value: str) -> str:
+        return _check_name(value, USER_NAME_MAX)
+
+    _email = field_validator("email")(_check_email)
+    _password = field_validator("password")(_check_password)
+
+
+class LoginRequest(_Request):
+    email: str
+    password: str
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str) -> str:
+        # No format check: an unknown address gets the same answer as a wrong password.
+        if len(value) > EMAIL_MAX:
+            raise ValueError(f"must be at most {EMAIL_MAX} characters")
+        return value.strip().lower()
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        if len(value.encode("utf-8")) > PASSWORD_MAX_BYTES:
+            raise ValueError(f"must be at most {PASSWORD_MAX_BYTES} bytes long (UTF-8)")
+        return value
+
+
+class CreateRoomRequest(_Request):
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _check_name(value, ROOM_NAME_MAX)
+
+
+class RoomMessagesRequest(_Request):
+    roomId: Id
+
+
+def parse_body(model: type[M], raw: bytes | None) -> M:
+    """Decode a JSON body into `model`, or raise BadRequest naming the field."""
+    try:
+        data = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError:
+        raise BadRequest("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise BadRequest(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    field = ".".join(str(part) for part in error["loc"]) or "body"
+    if error["type"] == "missing":
+        return f"{field}: this field is required."
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{field}: {message}."
+
+
+# --------------------------------------------------------------------------- REST out
+
+
+def user_json(user: User) -> dict[str, Any]:
+    return {
+        "ID": user.id,
+        "CreatedAt": timestamp(user.created_at),
+        "UpdatedAt": timestamp(user.updated_at),
+        "DeletedAt": timestamp(user.deleted_at),
+        "UserName": user.user_name,
+        "Email": user.email,
+    }
+
+
+def auth_json(user: User, token: str) -> dict[str, Any]:
+    return {"user": user_json(user), "token": token}
+
+
+def room_json(room: Room) -> dict[str, Any]:
+    return {
+        "ID": room.id,
+        "CreatedAt": timestamp(room.created_at),
+        "UpdatedAt": timestamp(room.updated_at),
+        "DeletedAt": timestamp(room.deleted_at),
+        "name": room.name,
+    }
+
+
+def created_room_json(room: Room) -> dict[str, Any]:
+    return {"chatRoom": room_json(room)}
+
+
+def rooms_json(rooms: list[Room]) -> dict[str, Any]:
+    return {"chatRooms": [room_json(room) for room in rooms]}
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "ID": message.id,
+        "chatRoomId": message.room_id,
+        "chatRoomName": message.room_name,
+        "chatMessage": message.text,
+        "chatUser": message.user_name,
+        "chatUserId": message.user_id,
+        "ChatMessageTs": timestamp(message.created_at),
+    }
+    if message.client_message_id is not None:
+        body["clientMessageId"] = message.client_message_id
+    return body
+
+
+def legacy_history_json(messages: list[Message]) -> dict[str, Any]:
+    return {"chats": [message_json(m) for m in messages]}
+
+
+def history_json(page: HistoryPage) -> dict[str, Any]:
+    return {"messages": [message_json(m) for m in page.messages], "hasMore": page.has_more}
+
+
+def error_json(status: int, message: str) -> dict[str, Any]:
+    """Sanic's own error shape, so clients see one format for every error."""
+    try:
+        description = HTTPStatus(status).phrase
+    except ValueError:
+        description = "Error"
+    return {"description": description, "status": status, "message": message}
+
+
+# --------------------------------------------------------------------------- websocket
+
+
+class ClientMessage:
+    __slots__ = ("text", "client_message_id")
+
+    def __init__(self, text: str, client_message_id: str | None) -> None:
+        self.text = text
+        self.client_message_id = client_message_id
+
+
+def parse_client_frame(
+    data: str | bytes, room_id: int, max_chars: int
+) -> ClientMessage:
+    """Decode `{"chatRoomId": N, "chatMessage": "..."}`; raise InvalidMessage if it is not one."""
+    try:
+        frame = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise InvalidMessage(INVALID_JSON, "The frame is not valid JSON.") from None
+    if not isinstance(frame, dict):
+        raise InvalidMessage(INVALID_MESSAGE, "The frame must be a JSON object.")
+    if "chatRoomId" in frame and frame["chatRoomId"] is not None:
+        try:
+            target = _strict_int(frame["chatRoomId"])
+        except ValueError:
+            raise InvalidMessage(INVALID_MESSAGE, "chatRoomId must be an integer.") from None
+        if target != room_id:
+            raise InvalidMessage(
+                WRONG_ROOM, f"This connection is for room {room_id}, not room {target}."
+            )
+    text = frame.get("chatMessage")
+    if not isinstance(text, str):
+        raise InvalidMessage(INVALID_MESSAGE, "chatMessage must be a string.")
+    if len(text) > max_chars:
+        raise InvalidMessage(
+            MESSAGE_TOO_LONG, f"A message can be at most {max_chars} characters long."
+        )
+    if not text.strip():
+        raise InvalidMessage(INVALID_MESSAGE, "The message is empty.")
+    if _CONTROL.search(text):
+        raise InvalidMessage(
+            INVALID_MESSAGE, "The message contains control characters other than newline and tab."
+        )
+    client_id = frame.get("clientMessageId")
+    if client_id is not None:
+        if not isinstance(client_id, str) or not 1 <= len(client_id) <= CLIENT_MESSAGE_ID_MAX:
+            raise InvalidMessage(
+                INVALID_MESSAGE,
+                f"clientMessageId must be a string of 1 to {CLIENT_MESSAGE_ID_MAX} characters.",
+            )
+        if _CONTROL.search(client_id):
+            raise InvalidMessage(INVALID_MESSAGE, "clientMessageId contains control characters.")
+    return ClientMessage(text, client_id)
+
+
+def _frame(event: str, body: dict[str, Any]) -> str:
+    return dumps({"Type": FRAME_TYPE, "Event": event, "Body": body})
+
+
+def message_frame(message: Message) -> str:
+    return _frame("message", message_json(message))
+
+
+def presence_frame(event: str, room: Room, user_id: int, user_name: str) -> str:
+    """`join` or `leave`: a system line for seed-era clients, plus the user."""
+    verb = "joined" if event == "join" else "left"
+    return _frame(
+        event,
+        {
+            "chatRoomId": room.id,
+            "chatRoomName": room.name,
+            "chatUserId": SYSTEM_USER_ID,
+            "chatMessage": f"{user_name} {verb}",
+            "user": {"ID": user_id, "UserName": user_name},
+        },
+    )
+
+
+def error_frame(code: str, text: str) -> str:
+    return _frame("error", {"chatUserId": SYSTEM_USER_ID, "chatMessage": text, "code": code})

@@ -1,0 +1,27 @@
+"""The one-process broker: publishing is delivering, in order, without awaiting."""
+
+from __future__ import annotations
+
+from . import Deliver
+
+
+class MemoryBroker:
+    def __init__(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+        self._rooms: set[int] = set()
+
+    async def connect(self) -> None:
+        pass
+
+    async def disconnect(self) -> None:
+        self._rooms.clear()
+
+    async def subscribe(self, room_id: int) -> None:
+        self._rooms.add(room_id)
+
+    async def unsubscribe(self, room_id: int) -> None:
+        self._rooms.discard(room_id)
+
+    async def publish(self, room_id: int, frame: str) -> None:
+        if room_id in self._rooms:
+            self._deliver(room_id, frame)

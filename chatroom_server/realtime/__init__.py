@@ -1,0 +1,1 @@
+"""Live delivery inside one process: connections with bounded queues, and the hub."""

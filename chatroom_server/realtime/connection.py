@@ -1,0 +1,102 @@
+"""One websocket connection as the hub sees it: a bounded queue and a writer task.
+
+Fan-out never awaits a socket: it puts already-encoded text on the queue. The
+writer task alone awaits the socket, so a slow reader only fills its own queue,
+and when that is full the connection is closed (1008) instead of anyone waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+from typing import Protocol
+
+from ..domain import Identity, Room
+
+log = logging.getLogger("chatroom_server.realtime")
+
+CLOSE_NORMAL = 1000
+CLOSE_GOING_AWAY = 1001  # server shutting down, or room deleted
+CLOSE_POLICY = 1008  # token expired, too slow, policy violation
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+
+
+class Transport(Protocol):
+    """What a connection needs of a websocket (the web layer adapts its own)."""
+
+    async def send(self, text: str) -> None: ...
+
+    def abort(self, code: int, reason: str) -> None:
+        """Send a close frame now without waiting on pending writes, then hang up."""
+
+
+class State(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Connection:
+    __slots__ = ("transport", "identity", "room", "queue", "state", "close_code", "_writer")
+
+    def __init__(self, transport: Transport, identity: Identity, room: Room, queue_size: int):
+        self.transport = transport
+        self.identity = identity
+        self.room = room
+        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self.state = State.OPEN
+        self.close_code: int | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def user_id(self) -> int:
+        return self.identity.user_id
+
+    def start(self) -> None:
+        self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
+
+    def enqueue(self, text: str) -> None:
+        """Queue a frame for this connection; close it if it cannot keep up."""
+        if self.state is not State.OPEN:
+            return
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            log.warning(
+                "closing slow connection: user=%s room=%s", self.user_id, self.room.id
+            )
+            self.close(CLOSE_POLICY, "too slow: outgoing queue full")
+
+    def close(self, code: int, reason: str) -> None:
+        """Close from the server side, at once, whatever the writer is doing."""
+        if self.state is not State.OPEN:
+            return
+        self.state = State.CLOSING
+        self.close_code = code
+        if self._writer is not None:
+            self._writer.cancel()
+        try:
+            self.transport.abort(code, reason)
+        except Exception:  # the socket may already be gone; nothing left to tell
+            log.debug("abort failed", exc_info=True)
+
+    async def stop(self) -> None:
+        """Called when the handler ends: stop the writer and mark the connection closed."""
+        self.state = State.CLOSED
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.done():
+            writer.cancel()
+            # wait() never raises the writer's CancelledError, only our own.
+            await asyncio.wait({writer})
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                text = await self.queue.get()
+                await self.transport.send(text)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the peer went away; the reader will notice too
+            log.debug("writer stopped: %s", type(exc).__name__)

@@ -1,0 +1,44 @@
+"""What one client's frames do: rate limit, decode, post; errors go back as frames."""
+
+from __future__ import annotations
+
+import logging
+
+from .. import protocol
+from ..errors import ChatError, InvalidMessage
+from .connection import Connection
+from .hub import Hub
+from .ratelimit import TokenBucket
+
+log = logging.getLogger("chatroom_server.realtime")
+
+
+class Session:
+    __slots__ = ("hub", "conn", "bucket", "max_chars")
+
+    def __init__(self, hub: Hub, conn: Connection, rate: float, burst: int, max_chars: int):
+        self.hub = hub
+        self.conn = conn
+        self.bucket = TokenBucket(rate, burst)
+        self.max_chars = max_chars
+
+    def _error(self, code: str, text: str) -> None:
+        self.conn.enqueue(protocol.error_frame(code, text))
+
+    async def on_frame(self, data: str | bytes) -> None:
+        if not self.bucket.take():
+            self._error(protocol.RATE_LIMITED, "Too many messages; this one was dropped.")
+            return
+        try:
+            incoming = protocol.parse_client_frame(data, self.conn.room.id, self.max_chars)
+            await self.hub.post(
+                self.conn.room, self.conn.identity, incoming.text, incoming.client_message_id
+            )
+        except InvalidMessage as exc:
+            self._error(exc.code, exc.message)
+        except ChatError as exc:
+            log.warning("message not stored: room=%s code=%s", self.conn.room.id, exc.code)
+            self._error(protocol.STORE_FAILED, "The message could not be stored; it was not sent.")
+        except Exception:
+            log.exception("unexpected error while posting a message")
+            self._error(protocol.STORE_FAILED, "The message could not be stored; it was not sent.")

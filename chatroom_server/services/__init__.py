@@ -1,0 +1,1 @@
+"""Domain rules: users, rooms, messages. No web framework and no sockets here."""

@@ -1,0 +1,67 @@
+"""Rooms: create, list, look up, soft-delete."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from tortoise import timezone
+
+from ..db.models import RoomRow
+from ..domain import Room
+from ..errors import NotFound
+from ._storage import storage_errors
+
+log = logging.getLogger("chatroom_server.rooms")
+
+
+def to_room(row: RoomRow) -> Room:
+    return Room(row.id, row.name, row.created_at, row.updated_at, row.deleted_at)
+
+
+def room_not_found(room_id: int) -> NotFound:
+    return NotFound(f"Room {room_id} does not exist.")
+
+
+async def create_room(name: str) -> Room:
+    with storage_errors():
+        row = await RoomRow.create(name=name)
+    log.info("room created: id=%s", row.id)
+    return to_room(row)
+
+
+async def list_rooms() -> list[Room]:
+    with storage_errors():
+        rows = await RoomRow.filter(deleted_at=None).order_by("id")
+    return [to_room(row) for row in rows]
+
+
+async def get_room(room_id: int) -> Room:
+    """The room, or NotFound if it never existed or was deleted."""
+    with storage_errors():
+        row = await RoomRow.get_or_none(id=room_id, deleted_at=None)
+    if row is None:
+        raise room_not_found(room_id)
+    return to_room(row)
+
+
+async def delete_room(room_id: int) -> Room:
+    """Soft delete: the row stays, with DeletedAt set; it leaves every list."""
+    with storage_errors():
+        row = await RoomRow.get_or_none(id=room_id, deleted_at=None)
+        if row is None:
+            raise room_not_found(room_id)
+        row.deleted_at = timezone.now()
+        await row.save(update_fields=["deleted_at", "updated_at"])
+    log.info("room deleted: id=%s", room_id)
+    return to_room(row)
+
+
+async def deleted_among(room_ids: Iterable[int]) -> set[int]:
+    """Which of these rooms are deleted (or gone)."""
+    wanted = set(room_ids)
+    if not wanted:
+        return set()
+    with storage_errors():
+        alive = await RoomRow.filter(id__in=wanted, deleted_at=None).values_list("id", flat=True)
+    return wanted - set(alive)

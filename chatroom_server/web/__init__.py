@@ -1,0 +1,1 @@
+"""HTTP and websocket transport: thin handlers over services and the hub."""

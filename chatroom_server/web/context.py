@@ -1,0 +1,43 @@
+"""The typed application context shared by every handler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sanic import Request, Sanic
+from sanic.config import Config
+
+from ..domain import Identity
+from ..realtime.hub import Hub
+from ..security import TokenService
+from ..services.users import UserService
+from ..settings import Settings
+
+
+@dataclass
+class Ctx:
+    settings: Settings
+    users: UserService
+    hub: Hub
+    # Set in before_server_start, once the secret is read from the database.
+    tokens: TokenService = field(init=False)
+
+
+App = Sanic[Config, Ctx]
+
+
+def ctx_of(request: Request) -> Ctx:
+    return request.app.ctx  # type: ignore[no-any-return]
+
+
+def bearer_token(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def authenticate(request: Request) -> Identity:
+    """The caller's identity from `Authorization: Bearer`, or Unauthorized."""
+    return ctx_of(request).tokens.verify(bearer_token(request))

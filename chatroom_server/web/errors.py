@@ -1,0 +1,49 @@
+"""The one place where exceptions become HTTP responses: JSON, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from sanic import Request, Sanic
+from sanic.exceptions import SanicException
+from sanic.response import HTTPResponse, json
+
+from .. import protocol
+from ..errors import ChatError, RateLimited
+
+log = logging.getLogger("chatroom_server.web")
+
+INTERNAL = "The server could not complete this request."
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> HTTPResponse:
+    return json(protocol.error_json(status, message), status=status, headers=headers)
+
+
+def to_response(request: Request | None, exc: BaseException) -> HTTPResponse:
+    if isinstance(exc, ChatError):
+        headers = None
+        if isinstance(exc, RateLimited):
+            headers = {"Retry-After": str(exc.retry_after)}
+        if exc.status >= 500:
+            log.error("request failed: %s %s", exc.code, exc.message)
+        return error_response(exc.status, exc.message, headers)
+    if isinstance(exc, SanicException):
+        status = exc.status_code
+        message = str(exc) if not getattr(exc, "quiet", False) or status < 500 else INTERNAL
+        if status == 413:
+            message = "The request body is too large."
+        return error_response(status, message or INTERNAL, getattr(exc, "headers", None))
+    # Only the path: a query string may hold a token (?jwt=...).
+    path = request.path if request is not None else "?"
+    log.error("unhandled %s on %s", type(exc).__name__, path, exc_info=exc)
+    return error_response(500, INTERNAL)
+
+
+def setup_errors(app: Sanic) -> None:
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+
+    async def handle(request: Request, exc: Exception) -> HTTPResponse:
+        return to_response(request, exc)
+
+    app.error_handler.add(Exception, handle)

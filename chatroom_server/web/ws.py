@@ -1,0 +1,89 @@
+"""The websocket endpoint, /ws and its alias /v1/ws.
+
+Every check that can refuse a client (Origin, token, room) runs in request
+middleware, before the upgrade, so the client gets a real HTTP 403/401/400/404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sanic import Blueprint, Request
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from sanic.exceptions import WebsocketClosed
+from websockets.exceptions import ConnectionClosed
+
+from ..errors import BadRequest, Forbidden
+from ..realtime.connection import CLOSE_POLICY, Connection, State
+from ..realtime.session import Session
+from ..services import rooms as room_service
+from .context import bearer_token, ctx_of
+
+bp = Blueprint("ws")
+
+
+class SanicTransport:
+    """Adapts Sanic's websocket to the hub's Transport."""
+
+    __slots__ = ("ws",)
+
+    def __init__(self, ws: WebsocketImplProtocol) -> None:
+        self.ws = ws
+
+    async def send(self, text: str) -> None:
+        await self.ws.send(text)
+
+    def abort(self, code: int, reason: str) -> None:
+        self.ws.end_connection(code, reason)
+
+
+def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
+    # No Origin header: not a browser, nothing to check; the token authenticates.
+    return origin is None or "*" in allowed or origin in allowed
+
+
+@bp.on_request
+async def before_upgrade(request: Request) -> None:
+    ctx = ctx_of(request)
+    if not origin_allowed(request.headers.get("origin"), ctx.settings.ws_origin_list):
+        raise Forbidden("This origin may not open a websocket here.")
+    request.ctx.identity = ctx.tokens.verify(request.args.get("jwt") or bearer_token(request))
+    raw = request.args.get("room_id")
+    if raw is None or raw == "":
+        raise BadRequest("room_id: this query parameter is required.")
+    if not raw.isdigit() or int(raw) > 2**63 - 1:
+        raise BadRequest("room_id: must be a positive integer.")
+    request.ctx.room = await room_service.get_room(int(raw))
+
+
+async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
+    ctx = ctx_of(request)
+    settings = ctx.settings
+    identity = request.ctx.identity
+    conn = Connection(SanicTransport(ws), identity, request.ctx.room, settings.ws_queue)
+    session = Session(
+        ctx.hub, conn, settings.ws_rate, settings.ws_burst, settings.max_message_chars
+    )
+    # The connection lives no longer than its token: then 1008.
+    expiry = asyncio.get_running_loop().call_later(
+        max(0.0, identity.expires_at - time.time()), conn.close, CLOSE_POLICY, "token expired"
+    )
+    conn.start()
+    await ctx.hub.join(conn)
+    try:
+        while conn.state is State.OPEN:
+            data = await ws.recv()
+            if data is None:
+                break
+            await session.on_frame(data)
+    except (ConnectionClosed, WebsocketClosed):
+        pass
+    finally:
+        expiry.cancel()
+        await ctx.hub.leave(conn)
+        await conn.stop()
+
+
+bp.add_websocket_route(chat_socket, "/ws", name="ws")
+bp.add_websocket_route(chat_socket, "/v1/ws", name="ws_v1")

@@ -1,0 +1,199 @@
+"""Shared fixtures: a real server on a free port, real HTTP and websocket clients.
+
+Every test that talks to the server runs once on SQLite and once on PostgreSQL.
+PostgreSQL tests skip (with the reason) where no server is reachable, unless
+CHATROOM_REQUIRE_SERVICES=1, as in CI, where they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import pytest
+from sanic import Sanic
+from websockets.asyncio.client import ClientConnection, connect
+
+from chatroom_server.app import create_app
+from chatroom_server.db import apply_migrations
+from chatroom_server.settings import Settings
+
+Sanic.test_mode = True  # several apps per process, one after the other
+
+PG_ADMIN_DSN = os.environ.get("CHATROOM_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
+REQUIRE_SERVICES = os.environ.get("CHATROOM_REQUIRE_SERVICES") == "1"
+TIMEOUT = 10.0
+
+
+def service_missing(what: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{what} is not reachable and CHATROOM_REQUIRE_SERVICES=1")
+    pytest.skip(f"{what} is not reachable on this machine")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    if request.param == "sqlite":
+        url = f"sqlite://{tmp_path / 'chat.sqlite3'}"
+        await apply_migrations(url)
+        yield url
+        return
+    name = f"chatroom_test_{uuid.uuid4().hex[:12]}"
+    try:
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, ConnectionError) as exc:
+        service_missing(f"PostgreSQL at {PG_ADMIN_DSN} ({exc})")
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    try:
+        await apply_migrations(url)
+        yield url
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class ChatServer:
+    """A running app and helpers to talk to it like a client would."""
+
+    def __init__(self, app: Sanic, port: int) -> None:
+        self.app = app
+        self.port = port
+        self.base = f"http://127.0.0.1:{port}"
+        self.http = httpx.AsyncClient(base_url=self.base, timeout=TIMEOUT)
+        self._names = iter(range(1, 1_000_000))
+
+    async def signup(self, name: str | None = None) -> tuple[dict[str, Any], str]:
+        n = next(self._names)
+        name = name or f"user{n}"
+        res = await self.http.post(
+            "/v1/api/auth/signup",
+            json={"user_name": name, "email": f"{name}.{n}@example.com", "password": "password1"},
+        )
+        assert res.status_code == 200, res.text
+        body = res.json()
+        return body["user"], body["token"]
+
+    async def create_room(self, token: str, name: str = "general") -> dict[str, Any]:
+        res = await self.http.post(
+            "/v1/api/chat/create", json={"name": name}, headers=auth(token)
+        )
+        assert res.status_code == 200, res.text
+        return res.json()["chatRoom"]
+
+    def ws_url(self, query: str, path: str = "/v1/ws") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}?{query}"
+
+    def connect(self, room_id: int, token: str, path: str = "/v1/ws", **kwargs: Any) -> Any:
+        # Unbounded client buffer: a test socket that does not read every frame must
+        # still see the close frame when the test leaves it.
+        kwargs.setdefault("max_queue", None)
+        return connect(self.ws_url(f"room_id={room_id}&jwt={token}", path), **kwargs)
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "bcrypt_rounds": 4,
+        "room_check_interval": 0.2,
+        "jwt_secret": None,
+    }
+    values.update(overrides)
+    return Settings.load({}, **values)
+
+
+async def start_server(settings: Settings) -> tuple[ChatServer, Callable[[], Any]]:
+    app = create_app(settings, name=f"chat_{uuid.uuid4().hex[:8]}")
+    port = free_port()
+    srv = await app.create_server(
+        host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False
+    )
+    assert srv is not None
+    await srv.startup()
+    await srv.before_start()
+    await srv.after_start()
+    server = ChatServer(app, port)
+
+    async def stop() -> None:
+        await server.http.aclose()
+        await srv.before_stop()
+        await srv.close()
+        await srv.after_stop()
+
+    return server, stop
+
+
+@pytest.fixture
+def server_settings() -> dict[str, Any]:
+    """Override in a test module to change settings of the `server` fixture."""
+    return {}
+
+
+@pytest.fixture
+async def server(database_url: str, server_settings: dict[str, Any]) -> AsyncIterator[ChatServer]:
+    srv, stop = await start_server(make_settings(database_url, **server_settings))
+    try:
+        yield srv
+    finally:
+        await stop()
+
+
+async def recv_json(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """The next frame, decoded; fails the test if none comes in time."""
+    raw = await asyncio.wait_for(ws.recv(), timeout)
+    return json.loads(raw)  # type: ignore[no-any-return]
+
+
+async def recv_event(
+    ws: ClientConnection, event: str, timeout: float = TIMEOUT
+) -> dict[str, Any]:
+    """Skip frames until one of `event` arrives."""
+
+    async def wait() -> dict[str, Any]:
+        while True:
+            frame = await recv_json(ws, timeout)
+            if frame["Event"] == event:
+                return frame
+
+    return await asyncio.wait_for(wait(), timeout)
+
+
+async def close_code(ws: ClientConnection, timeout: float = TIMEOUT) -> int | None:
+    """Wait for the server to close the socket; return its close code."""
+
+    async def drain() -> None:
+        async for _ in ws:
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), timeout)
+    except Exception:
+        pass
+    await asyncio.wait_for(ws.wait_closed(), timeout)
+    return ws.close_code
