@@ -15,7 +15,7 @@ from .services.secrets import shared_secret
 from .services.throttle import LoginThrottle
 from .services.users import UserService
 from .settings import Settings
-from .web import auth, rooms, ws
+from .web import auth, ops, rooms, ws
 from .web.context import App, Ctx
 from .web.errors import setup_errors
 
@@ -33,7 +33,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
     app: App = Sanic(name, ctx=ctx)
     _configure(app, settings)
     setup_errors(app)
-    app.blueprint([auth.bp, rooms.bp, ws.bp])
+    app.blueprint([auth.bp, rooms.bp, ws.bp, ops.bp])
     _setup_lifecycle(app)
     return app
 

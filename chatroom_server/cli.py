@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from . import __version__
-from .errors import ChatError, ConfigError
+from .errors import ChatError, ConfigError, StorageError
 from .settings import Settings, mask_url
 
 T = TypeVar("T")
@@ -55,6 +55,8 @@ def run_db(database_url: str, job: Callable[[], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(main())
+    except StorageError as exc:
+        fail(_describe_db_failure(database_url, exc.__cause__ or exc))
     except ChatError as exc:
         fail(exc.message)
     except Exception as exc:  # a driver error: say what, never a traceback
@@ -64,6 +66,8 @@ def run_db(database_url: str, job: Callable[[], Awaitable[T]]) -> T:
 
 def _describe_db_failure(database_url: str, exc: BaseException) -> str:
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        detail = exc.strerror
     return f"Cannot use the database {mask_url(database_url)}: {detail}"
 
 
@@ -104,7 +108,27 @@ def serve(no_migrate: bool, **flags: Any) -> None:
     if not no_migrate:
         for name in migrate_database(settings.database_url):
             click.echo(f"Applied migration {name}")
+    _preflight(settings)
     _run_server(settings)
+
+
+def _preflight(settings: Settings) -> None:
+    """Check the database once, here, so a worker never dies on start with a traceback."""
+    from .db import pending_migrations
+    from .services.secrets import shared_secret
+
+    try:
+        pending = asyncio.run(pending_migrations(settings.database_url))
+    except Exception as exc:
+        fail(_describe_db_failure(settings.database_url, exc))
+    if pending:
+        fail(
+            f"The database lacks {len(pending)} migration(s) ({', '.join(pending)}); "
+            "run 'chatroom-server migrate' first, or start without --no-migrate."
+        )
+    if settings.jwt_secret is None:
+        # Create the shared secret now, once, rather than racing between workers.
+        run_db(settings.database_url, shared_secret)
 
 
 def _run_server(settings: Settings) -> None:
@@ -116,6 +140,9 @@ def _run_server(settings: Settings) -> None:
     # Every worker process rebuilds the app the same way from the same settings.
     loader = AppLoader(factory=functools.partial(create_served_app, settings))
     app = loader.load()
+    # One worker runs in this process: no manager process, and SIGTERM reaches
+    # the server directly. More workers (or --dev's reloader) need the manager.
+    single = settings.workers == 1 and not settings.dev
     try:
         app.prepare(
             host=settings.host,
@@ -124,9 +151,12 @@ def _run_server(settings: Settings) -> None:
             dev=settings.dev,
             access_log=False,
             motd=settings.dev,
-            single_process=settings.workers == 1 and not settings.dev,
+            single_process=single,
         )
-        Sanic.serve(primary=app, app_loader=loader)
+        if single:
+            Sanic.serve_single(primary=app)
+        else:
+            Sanic.serve(primary=app, app_loader=loader)
     except OSError as exc:
         fail(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
 

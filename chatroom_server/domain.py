@@ -51,3 +51,11 @@ class Identity:
 class HistoryPage:
     messages: list[Message]
     has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Who is connected to a room: (user ID, user name) pairs, and open sockets."""
+
+    users: list[tuple[int, str]]
+    connections: int

@@ -16,7 +16,7 @@ import orjson
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 
-from .domain import HistoryPage, Message, Room, User
+from .domain import HistoryPage, Message, Presence, Room, User
 from .errors import BadRequest, InvalidMessage
 
 M = TypeVar("M", bound=BaseModel)
@@ -59,18 +59,30 @@ def timestamp(value: datetime | None) -> str | None:
 # --------------------------------------------------------------------------- REST in
 
 
+MAX_ID = 2**63 - 1
+
+
+def query_int(raw: str | None, name: str, low: int, high: int) -> int | None:
+    """An integer query parameter in [low, high] (ASCII digits only), None when absent."""
+    if raw is None or raw == "":
+        return None
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise BadRequest(f"{name}: must be an integer from {low} to {high}.")
+    return int(raw)
+
+
 def _strict_int(value: Any) -> Any:
     # Accept 5 and "5" (seed clients send either), never True or 5.0.
     if isinstance(value, bool):
         raise ValueError("must be an integer")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     if not isinstance(value, int):
         raise ValueError("must be an integer")
     return value
 
 
-Id = Annotated[int, BeforeValidator(_strict_int), Field(ge=1, le=2**63 - 1)]
+Id = Annotated[int, BeforeValidator(_strict_int), Field(ge=1, le=MAX_ID)]
 
 
 class _Request(BaseModel):
@@ -232,6 +244,13 @@ def legacy_history_json(messages: list[Message]) -> dict[str, Any]:
 
 def history_json(page: HistoryPage) -> dict[str, Any]:
     return {"messages": [message_json(m) for m in page.messages], "hasMore": page.has_more}
+
+
+def presence_json(presence: Presence) -> dict[str, Any]:
+    return {
+        "users": [{"ID": uid, "UserName": name} for uid, name in presence.users],
+        "connections": presence.connections,
+    }
 
 
 def error_json(status: int, message: str) -> dict[str, Any]:

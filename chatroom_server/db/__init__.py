@@ -76,3 +76,27 @@ async def apply_migrations(database_url: str) -> list[str]:
     finally:
         await Tortoise.close_connections()
     return applied
+
+
+async def ping() -> None:
+    """Raise if the database does not answer a trivial query."""
+    from tortoise import connections
+
+    for conn in connections.all():
+        await conn.execute_query("SELECT 1")
+
+
+async def pending_migrations(database_url: str) -> list[str]:
+    """Names of migrations not yet applied to this database."""
+    from tortoise.connection import get_connection
+    from tortoise.migrations.executor import MigrationExecutor
+
+    config = tortoise_config(database_url)
+    await Tortoise.init(config=config, init_connections=False)
+    try:
+        (name,) = config["connections"]
+        executor = MigrationExecutor(get_connection(name), config["apps"])
+        steps = await executor.plan(None)
+        return [f"{s.migration.app_label}.{s.migration.name}" for s in steps if not s.backward]
+    finally:
+        await Tortoise.close_connections()

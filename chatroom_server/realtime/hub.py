@@ -11,7 +11,7 @@ import logging
 from collections import defaultdict
 
 from .. import protocol
-from ..domain import Identity, Message, Room
+from ..domain import Identity, Message, Presence, Room
 from ..pubsub import Broker, make_broker
 from ..services import messages as message_service
 from ..services import rooms as room_service
@@ -57,6 +57,12 @@ class Hub:
 
     def rooms(self) -> list[int]:
         return list(self._rooms)
+
+    def presence(self, room_id: int) -> Presence:
+        """Users with a connection to the room in this process, by user ID."""
+        conns = self._rooms.get(room_id, set())
+        names = {conn.user_id: conn.identity.user_name for conn in conns}
+        return Presence(sorted(names.items()), len(conns))
 
     async def join(self, conn: Connection) -> None:
         room_id = conn.room.id

@@ -36,8 +36,13 @@ async def list_rooms() -> list[Room]:
     return [to_room(row) for row in rows]
 
 
+MAX_ID = 2**63 - 1
+
+
 async def get_room(room_id: int) -> Room:
     """The room, or NotFound if it never existed or was deleted."""
+    if not 1 <= room_id <= MAX_ID:
+        raise room_not_found(room_id)
     with storage_errors():
         row = await RoomRow.get_or_none(id=room_id, deleted_at=None)
     if row is None:
@@ -47,6 +52,8 @@ async def get_room(room_id: int) -> Room:
 
 async def delete_room(room_id: int) -> Room:
     """Soft delete: the row stays, with DeletedAt set; it leaves every list."""
+    if not 1 <= room_id <= MAX_ID:
+        raise room_not_found(room_id)
     with storage_errors():
         row = await RoomRow.get_or_none(id=room_id, deleted_at=None)
         if row is None:

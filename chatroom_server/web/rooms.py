@@ -6,10 +6,9 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from .. import protocol
-from ..errors import BadRequest
 from ..services import messages as message_service
 from ..services import rooms as room_service
-from .context import authenticate
+from .context import authenticate, ctx_of
 
 bp = Blueprint("rooms", url_prefix="/v1/api/chat")
 
@@ -41,22 +40,20 @@ async def room_messages(request: Request) -> HTTPResponse:
     return json(protocol.legacy_history_json(page.messages))
 
 
-def _int_arg(request: Request, name: str, low: int, high: int, default: int | None) -> int | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name}: must be an integer from {low} to {high}.")
-    return int(raw)
-
-
 @bp.get("/rooms/<room_id:int>/messages")
 async def messages(request: Request, room_id: int) -> HTTPResponse:
-    before = _int_arg(request, "before", 1, 2**63 - 1, None)
-    after = _int_arg(request, "after", 0, 2**63 - 1, None)
-    limit = _int_arg(request, "limit", 1, message_service.HISTORY_MAX, None)
+    args = request.args
+    before = protocol.query_int(args.get("before"), "before", 1, protocol.MAX_ID)
+    after = protocol.query_int(args.get("after"), "after", 0, protocol.MAX_ID)
+    limit = protocol.query_int(args.get("limit"), "limit", 1, message_service.HISTORY_MAX)
     room = await room_service.get_room(room_id)
     page = await message_service.history(
         room, before=before, after=after, limit=limit or message_service.HISTORY_DEFAULT
     )
     return json(protocol.history_json(page))
+
+
+@bp.get("/rooms/<room_id:int>/presence")
+async def presence(request: Request, room_id: int) -> HTTPResponse:
+    room = await room_service.get_room(room_id)
+    return json(protocol.presence_json(ctx_of(request).hub.presence(room.id)))

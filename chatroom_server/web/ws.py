@@ -14,6 +14,7 @@ from sanic.server.websockets.impl import WebsocketImplProtocol
 from sanic.exceptions import WebsocketClosed
 from websockets.exceptions import ConnectionClosed
 
+from .. import protocol
 from ..errors import BadRequest, Forbidden
 from ..realtime.connection import CLOSE_POLICY, Connection, State
 from ..realtime.session import Session
@@ -36,6 +37,11 @@ class SanicTransport:
 
     def abort(self, code: int, reason: str) -> None:
         self.ws.end_connection(code, reason)
+        # Wake the handler blocked in recv(), so it leaves the hub now rather than
+        # when the peer (maybe a stalled one) finally lets the TCP connection go.
+        waiting = self.ws.recv_cancel
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
 
 
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
@@ -49,12 +55,10 @@ async def before_upgrade(request: Request) -> None:
     if not origin_allowed(request.headers.get("origin"), ctx.settings.ws_origin_list):
         raise Forbidden("This origin may not open a websocket here.")
     request.ctx.identity = ctx.tokens.verify(request.args.get("jwt") or bearer_token(request))
-    raw = request.args.get("room_id")
-    if raw is None or raw == "":
+    room_id = protocol.query_int(request.args.get("room_id"), "room_id", 1, protocol.MAX_ID)
+    if room_id is None:
         raise BadRequest("room_id: this query parameter is required.")
-    if not raw.isdigit() or int(raw) > 2**63 - 1:
-        raise BadRequest("room_id: must be a positive integer.")
-    request.ctx.room = await room_service.get_room(int(raw))
+    request.ctx.room = await room_service.get_room(room_id)
 
 
 async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
@@ -79,6 +83,11 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
             await session.on_frame(data)
     except (ConnectionClosed, WebsocketClosed):
         pass
+    except asyncio.CancelledError:
+        # recv() woken by our own close (see SanicTransport.abort) is not a cancellation.
+        task = asyncio.current_task()
+        if conn.state is State.OPEN or (task is not None and task.cancelling()):
+            raise
     finally:
         expiry.cancel()
         await ctx.hub.leave(conn)

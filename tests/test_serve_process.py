@@ -1,0 +1,139 @@
+"""`chatroom-server serve` as a real process: SIGTERM, restarts, persistence."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from .conftest import TIMEOUT, auth, close_code, free_port, recv_event
+
+
+class ServeProcess:
+    def __init__(self, database_url: str, cwd: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "CHATROOM_BCRYPT_ROUNDS": "4"}
+        env.pop("CHATROOM_JWT_SECRET", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "chatroom_server", "serve", "--port", str(self.port),
+             "--database-url", database_url, *extra],
+            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+
+    async def ready(self) -> None:
+        """Wait until /healthz answers (or the process dies)."""
+        async with httpx.AsyncClient(base_url=self.base, timeout=1) as client:
+            for _ in range(200):
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"serve exited early:\n{self.output()}")
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        return
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)  # nothing to wait on but the port opening
+        raise AssertionError("serve did not become ready")
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"serve did not stop on SIGTERM:\n{self.output()}") from None
+
+    def output(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        assert self.proc.stdout is not None
+        return self.proc.stdout.read()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[list[ServeProcess]]:
+    started: list[ServeProcess] = []
+    yield started
+    for p in started:
+        if p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait()
+
+
+async def test_restart_keeps_messages_and_tokens_and_sigterm_closes_1001(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    url = f"sqlite://{tmp_path / 'serve.sqlite3'}"  # not yet migrated: serve does it
+    first = ServeProcess(url, tmp_path)
+    processes.append(first)
+    await first.ready()
+    async with httpx.AsyncClient(base_url=first.base, timeout=TIMEOUT) as http:
+        res = await http.post(
+            "/v1/api/auth/signup",
+            json={"user_name": "ann", "email": "ann@example.com", "password": "s3cret-password"},
+        )
+        token = res.json()["token"]
+        room = (await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token)))
+        rid = room.json()["chatRoom"]["ID"]
+    ws_url = f"ws://127.0.0.1:{first.port}/v1/ws?room_id={rid}&jwt={token}"
+    async with connect(ws_url) as ws:
+        await ws.send(json.dumps({"chatRoomId": rid, "chatMessage": "kept"}))
+        sent = await recv_event(ws, "message")
+        code = await asyncio.to_thread(first.terminate)
+        log = first.output()
+        assert code == 0, log
+        assert await close_code(ws) == 1001
+    assert "s3cret-password" not in log and token not in log
+    assert "Traceback" not in log and "Task was destroyed" not in log
+
+    second = ServeProcess(url, tmp_path)
+    processes.append(second)
+    await second.ready()
+    async with httpx.AsyncClient(base_url=second.base, timeout=TIMEOUT) as http:
+        # The token from before the restart still works: the secret is in the database.
+        res = await http.get(f"/v1/api/chat/rooms/{rid}/messages", headers=auth(token))
+        assert res.status_code == 200
+        assert [m["ID"] for m in res.json()["messages"]] == [sent["Body"]["ID"]]
+        assert res.json()["messages"][0]["chatMessage"] == "kept"
+        res = await http.post(
+            "/v1/api/auth/login", json={"email": "ann@example.com", "password": "s3cret-password"}
+        )
+        assert res.status_code == 200
+    assert await asyncio.to_thread(second.terminate) == 0
+
+
+def serve_once(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chatroom_server", "serve", *args],
+        capture_output=True, text=True, timeout=60, check=False, cwd=cwd,
+    )
+
+
+async def test_no_migrate_on_an_empty_database_and_port_in_use(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    url = f"sqlite://{tmp_path / 'nm.sqlite3'}"
+    refused = serve_once("--port", str(free_port()), "--database-url", url, "--no-migrate",
+                         cwd=tmp_path)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        "Error: The database lacks 1 migration(s) (chat.0001_initial); run "
+        "'chatroom-server migrate' first, or start without --no-migrate."
+    ]
+
+    proc = ServeProcess(url, tmp_path)  # migrates, then serves
+    processes.append(proc)
+    await proc.ready()
+    busy = serve_once("--port", str(proc.port), "--database-url", url, "--no-migrate",
+                      cwd=tmp_path)
+    assert busy.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{proc.port}" in busy.stderr
+    assert "Traceback" not in busy.stderr + busy.stdout
+    assert await asyncio.to_thread(proc.terminate) == 0
