@@ -48,8 +48,10 @@ def setup_logging(dev: bool) -> None:
     # Our own loggers only: Sanic configures its own, and the root logger is left alone.
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name, level in (("chatroom_server", logging.DEBUG if dev else logging.INFO),
-                        ("tortoise", logging.WARNING)):
+    for name, level in (
+        ("chatroom_server", logging.DEBUG if dev else logging.INFO),
+        ("tortoise", logging.WARNING),
+    ):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]
         logger.propagate = False
@@ -59,8 +61,9 @@ def setup_logging(dev: bool) -> None:
 def _configure(app: App, settings: Settings) -> None:
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.WEBSOCKET_MAX_SIZE = settings.max_frame_bytes
-    app.config.WEBSOCKET_PING_INTERVAL = settings.ping_interval
-    app.config.WEBSOCKET_PING_TIMEOUT = settings.ping_interval
+    # Sanic annotates these as int but hands them to asyncio, which takes floats.
+    app.config.WEBSOCKET_PING_INTERVAL = settings.ping_interval  # type: ignore[assignment]
+    app.config.WEBSOCKET_PING_TIMEOUT = settings.ping_interval  # type: ignore[assignment]
     # Access lines would carry ?jwt= tokens; we log our own events instead.
     app.config.ACCESS_LOG = False
     app.config.CORS_ORIGINS = settings.cors_origins

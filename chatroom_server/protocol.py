@@ -102,9 +102,7 @@ def _check_email(value: str) -> str:
 def _check_password(value: str) -> str:
     size = len(value.encode("utf-8"))
     if not PASSWORD_MIN_BYTES <= size <= PASSWORD_MAX_BYTES:
-        raise ValueError(
-            f"must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes long (UTF-8)"
-        )
+        raise ValueError(f"must be {PASSWORD_MIN_BYTES} to {PASSWORD_MAX_BYTES} bytes long (UTF-8)")
     return value
 
 
@@ -273,9 +271,7 @@ class ClientMessage:
         self.client_message_id = client_message_id
 
 
-def parse_client_frame(
-    data: str | bytes, room_id: int, max_chars: int
-) -> ClientMessage:
+def parse_client_frame(data: str | bytes, room_id: int, max_chars: int) -> ClientMessage:
     """Decode `{"chatRoomId": N, "chatMessage": "..."}`; raise InvalidMessage if it is not one."""
     try:
         frame = orjson.loads(data)

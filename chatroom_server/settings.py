@@ -55,9 +55,7 @@ class Settings:
         return f"Settings({', '.join(parts)})"
 
     @classmethod
-    def load(
-        cls, environ: Mapping[str, str] | None = None, **overrides: Any
-    ) -> Settings:
+    def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from the environment, then apply non-None overrides (flags)."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -78,9 +76,20 @@ class Settings:
                 raise ConfigError(f"{_env_name(name)} must be greater than zero.")
 
         for name in (
-            "port", "workers", "token_ttl", "max_frame_bytes", "max_message_chars",
-            "ws_rate", "ws_burst", "ws_queue", "max_body_bytes", "login_failures",
-            "login_window", "ping_interval", "presence_ttl", "room_check_interval",
+            "port",
+            "workers",
+            "token_ttl",
+            "max_frame_bytes",
+            "max_message_chars",
+            "ws_rate",
+            "ws_burst",
+            "ws_queue",
+            "max_body_bytes",
+            "login_failures",
+            "login_window",
+            "ping_interval",
+            "presence_ttl",
+            "room_check_interval",
         ):
             positive(name)
         if not 4 <= self.bcrypt_rounds <= 31:
@@ -90,8 +99,7 @@ class Settings:
         scheme = self.database_url.split("://", 1)[0]
         if scheme not in ("sqlite", "postgres", "postgresql", "asyncpg"):
             raise ConfigError(
-                "The database URL must start with sqlite:// or postgres:// "
-                f"(got {scheme!r})."
+                f"The database URL must start with sqlite:// or postgres:// (got {scheme!r})."
             )
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")

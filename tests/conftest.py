@@ -12,7 +12,8 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -53,26 +54,51 @@ async def _pg_admin(sql: str) -> None:
         await conn.close()
 
 
+def run_in_thread(coro: Any) -> Any:
+    """Run a coroutine to completion on a loop of its own (callers may be inside a loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """One migrated PostgreSQL database for the whole run, dropped at the end."""
+    name = f"chatroom_test_{uuid.uuid4().hex[:12]}"
+    try:
+        run_in_thread(_pg_admin(f'CREATE DATABASE "{name}"'))
+    except (OSError, ConnectionError) as exc:
+        service_missing(f"PostgreSQL at {PG_ADMIN_DSN} ({exc})")
+    url = f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    try:
+        run_in_thread(apply_migrations(url))
+        yield url
+    finally:
+        run_in_thread(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _pg_reset(url: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(
+            "TRUNCATE messages, rooms, users, server_secrets RESTART IDENTITY CASCADE"
+        )
+    finally:
+        await conn.close()
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test."""
+    """A migrated database with no rows, for one test."""
     if request.param == "sqlite":
         url = f"sqlite://{tmp_path / 'chat.sqlite3'}"
         await apply_migrations(url)
         yield url
         return
-    name = f"chatroom_test_{uuid.uuid4().hex[:12]}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, ConnectionError) as exc:
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN} ({exc})")
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-    url = f"{base}/{name}"
-    try:
-        await apply_migrations(url)
-        yield url
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    url = request.getfixturevalue("postgres_database")
+    await _pg_reset(url)
+    yield url
 
 
 class ChatServer:
@@ -97,9 +123,7 @@ class ChatServer:
         return body["user"], body["token"]
 
     async def create_room(self, token: str, name: str = "general") -> dict[str, Any]:
-        res = await self.http.post(
-            "/v1/api/chat/create", json={"name": name}, headers=auth(token)
-        )
+        res = await self.http.post("/v1/api/chat/create", json={"name": name}, headers=auth(token))
         assert res.status_code == 200, res.text
         return res.json()["chatRoom"]
 
@@ -170,9 +194,7 @@ async def recv_json(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str,
     return json.loads(raw)  # type: ignore[no-any-return]
 
 
-async def recv_event(
-    ws: ClientConnection, event: str, timeout: float = TIMEOUT
-) -> dict[str, Any]:
+async def recv_event(ws: ClientConnection, event: str, timeout: float = TIMEOUT) -> dict[str, Any]:
     """Skip frames until one of `event` arrives."""
 
     async def wait() -> dict[str, Any]:

@@ -79,13 +79,19 @@ def test_python_dash_m_runs_the_same_cli(tmp_path) -> None:
     url = f"sqlite://{tmp_path / 'm.sqlite3'}"
     done = subprocess.run(
         [sys.executable, "-m", "chatroom_server", "migrate", "--database-url", url],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     assert "Applied migration" in done.stdout
     done = subprocess.run(
         [sys.executable, "-m", "chatroom_server", "delete-room", "5", "--database-url", url],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 1
     assert done.stderr.strip() == "Error: Room 5 does not exist."

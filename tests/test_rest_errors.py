@@ -254,9 +254,15 @@ async def test_signup_missing_fields_and_wrong_types_name_the_field(server: Chat
         with soft.case(f"missing {missing}"):
             assert_error(await server.http.post(SIGNUP, json=body), 400, missing)
     for field, value in [
-        ("email", 12345), ("email", None), ("email", ["a@example.com"]),
-        ("user_name", 42), ("user_name", None), ("user_name", {"first": "x"}),
-        ("password", 12345678), ("password", None), ("password", True),
+        ("email", 12345),
+        ("email", None),
+        ("email", ["a@example.com"]),
+        ("user_name", 42),
+        ("user_name", None),
+        ("user_name", {"first": "x"}),
+        ("password", 12345678),
+        ("password", None),
+        ("password", True),
     ]:
         body = {"user_name": "someone", "email": new_email(), "password": PASSWORD}
         body[field] = value
@@ -267,8 +273,16 @@ async def test_signup_missing_fields_and_wrong_types_name_the_field(server: Chat
 
 async def test_signup_invalid_email_is_400(server: ChatServer) -> None:
     soft = Soft()
-    for email in ["not-an-email", "user@", "@example.com", "a b@example.com",
-                  "user@@example.com", "", "   ", "a" * 250 + "@example.com"]:
+    for email in [
+        "not-an-email",
+        "user@",
+        "@example.com",
+        "a b@example.com",
+        "user@@example.com",
+        "",
+        "   ",
+        "a" * 250 + "@example.com",
+    ]:
         with soft.case(f"email={email[:40]!r}"):
             assert_error(await signup(server, email=email), 400, "email")
     soft.done()
@@ -280,8 +294,7 @@ async def test_signup_user_name_is_1_to_64_characters_after_trimming(server: Cha
         with soft.case(f"user_name={user_name[:10]!r}... ({len(user_name)} chars)"):
             assert_error(await signup(server, user_name=user_name), 400, "user_name")
     # 64 characters are fine, even with blanks around them and even when multi-byte.
-    for user_name, stored in (("  " + "b" * 64 + "  ", "b" * 64), ("é" * 64, "é" * 64),
-                              ("x", "x")):
+    for user_name, stored in (("  " + "b" * 64 + "  ", "b" * 64), ("é" * 64, "é" * 64), ("x", "x")):
         with soft.case(f"accept {len(user_name)} chars"):
             res = await signup(server, user_name=user_name)
             assert res.status_code == 200, res.text
@@ -318,8 +331,9 @@ async def test_signup_password_outside_8_to_72_bytes_is_400(server: ChatServer) 
         assert len(password.encode("utf-8")) == size
         email = new_email()
         with soft.case(f"{len(password)} characters, {size} bytes"):
-            body = assert_error(await signup(server, email=email, password=password), 400,
-                                "password")
+            body = assert_error(
+                await signup(server, email=email, password=password), 400, "password"
+            )
             if password:
                 assert password not in body["message"], "the error echoes the password"
             # Nothing was created: the address can still sign up with a valid password.
@@ -382,8 +396,14 @@ async def test_login_missing_fields_and_wrong_types_name_the_field(server: ChatS
         del body[missing]
         with soft.case(f"missing {missing}"):
             assert_error(await server.http.post(LOGIN, json=body), 400, missing)
-    for field, value in [("email", 12345), ("email", None), ("email", ["x@example.com"]),
-                         ("password", 12345678), ("password", None), ("password", ["pw"])]:
+    for field, value in [
+        ("email", 12345),
+        ("email", None),
+        ("email", ["x@example.com"]),
+        ("password", 12345678),
+        ("password", None),
+        ("password", ["pw"]),
+    ]:
         body = {"email": new_email(), "password": PASSWORD}
         body[field] = value
         with soft.case(f"{field}={value!r}"):
@@ -398,10 +418,19 @@ async def test_create_room_bad_name_is_400(server: ChatServer) -> None:
     _, token = await server.signup()
     soft = Soft()
     bad: list[dict[str, Any]] = [
-        {}, {"title": "x"}, {"name": None}, {"name": 123}, {"name": ["x"]}, {"name": {"x": 1}},
+        {},
+        {"title": "x"},
+        {"name": None},
+        {"name": 123},
+        {"name": ["x"]},
+        {"name": {"x": 1}},
         {"name": True},
-        {"name": ""}, {"name": " "}, {"name": " \t  "},
-        {"name": "a" * 101}, {"name": "日" * 101}, {"name": "  " + "a" * 101},
+        {"name": ""},
+        {"name": " "},
+        {"name": " \t  "},
+        {"name": "a" * 101},
+        {"name": "日" * 101},
+        {"name": "  " + "a" * 101},
     ]
     for body in bad:
         with soft.case(f"body={json.dumps(body)[:40]}"):
@@ -415,8 +444,12 @@ async def test_create_room_name_limit_counts_characters_after_trimming(
     server: ChatServer,
 ) -> None:
     _, token = await server.signup()
-    for name, stored in (("a" * 100, "a" * 100), ("日" * 100, "日" * 100),
-                         ("   " + "b" * 100 + "  ", "b" * 100), ("x", "x")):
+    for name, stored in (
+        ("a" * 100, "a" * 100),
+        ("日" * 100, "日" * 100),
+        ("   " + "b" * 100 + "  ", "b" * 100),
+        ("x", "x"),
+    ):
         res = await server.http.post(CREATE, json={"name": name}, headers=auth(token))
         assert res.status_code == 200, res.text
         assert res.json()["chatRoom"]["name"] == stored
@@ -429,17 +462,25 @@ async def test_room_messages_bad_room_id_is_400_naming_it(server: ChatServer) ->
     _, token = await server.signup()
     room = await server.create_room(token)
     soft = Soft()
-    for body in [{}, {"roomID": room["ID"]}, {"roomId": None}, {"roomId": "abc"},
-                 {"roomId": [room["ID"]]}, {"roomId": {"id": 1}}, {"roomId": True},
-                 {"roomId": 1.5}, {"roomId": ""}, {"roomId": "1abc"}]:
+    for body in [
+        {},
+        {"roomID": room["ID"]},
+        {"roomId": None},
+        {"roomId": "abc"},
+        {"roomId": [room["ID"]]},
+        {"roomId": {"id": 1}},
+        {"roomId": True},
+        {"roomId": 1.5},
+        {"roomId": ""},
+        {"roomId": "1abc"},
+    ]:
         with soft.case(f"body={json.dumps(body)}"):
             res = await server.http.post(ROOM_MESSAGES, json=body, headers=auth(token))
             assert_error(res, 400, "roomId")
     # Seed clients send the ID as a number or as a string; both are fine.
     for value in (room["ID"], str(room["ID"])):
         with soft.case(f"roomId={value!r} accepted"):
-            res = await server.http.post(ROOM_MESSAGES, json={"roomId": value},
-                                         headers=auth(token))
+            res = await server.http.post(ROOM_MESSAGES, json={"roomId": value}, headers=auth(token))
             assert res.status_code == 200, res.text
             assert res.json() == {"chats": []}
     soft.done()
@@ -496,8 +537,7 @@ async def test_unknown_room_is_404(server: ChatServer) -> None:
     for room_id in (room["ID"] + 1000, 999_999_999):
         res = await server.http.post(ROOM_MESSAGES, json={"roomId": room_id}, headers=auth(token))
         assert_error(res, 404)
-        assert_error(await server.http.get(f"{ROOMS}/{room_id}/messages", headers=auth(token)),
-                     404)
+        assert_error(await server.http.get(f"{ROOMS}/{room_id}/messages", headers=auth(token)), 404)
 
 
 async def test_out_of_range_room_id_is_404_not_a_server_error(server: ChatServer) -> None:
@@ -506,8 +546,9 @@ async def test_out_of_range_room_id_is_404_not_a_server_error(server: ChatServer
     soft = Soft()
     for room_id in (2**63, 2**70):
         with soft.case(f"room-messages roomId={room_id}"):
-            res = await server.http.post(ROOM_MESSAGES, json={"roomId": room_id},
-                                         headers=auth(token))
+            res = await server.http.post(
+                ROOM_MESSAGES, json={"roomId": room_id}, headers=auth(token)
+            )
             assert res.status_code in (400, 404), res.text
             assert_error(res, res.status_code)
         with soft.case(f"GET rooms/{room_id}/messages"):
@@ -636,10 +677,22 @@ async def test_history_bad_query_parameter_is_400_naming_it(server: ChatServer) 
     assert res.json() == {"messages": [], "hasMore": False}
     soft = Soft()
     for param, value in [
-        ("limit", "0"), ("limit", "201"), ("limit", "abc"), ("limit", "-1"), ("limit", "1.5"),
-        ("limit", "10abc"), ("limit", "99999999999999999999999"), ("limit", "²"),
-        ("before", "abc"), ("before", "-5"), ("before", "1e3"), ("before", "²"),
-        ("after", "abc"), ("after", "-1"), ("after", "0x10"), ("after", "³"),
+        ("limit", "0"),
+        ("limit", "201"),
+        ("limit", "abc"),
+        ("limit", "-1"),
+        ("limit", "1.5"),
+        ("limit", "10abc"),
+        ("limit", "99999999999999999999999"),
+        ("limit", "²"),
+        ("before", "abc"),
+        ("before", "-5"),
+        ("before", "1e3"),
+        ("before", "²"),
+        ("after", "abc"),
+        ("after", "-1"),
+        ("after", "0x10"),
+        ("after", "³"),
     ]:
         with soft.case(f"{param}={value!r}"):
             res = await server.http.get(path, params={param: value}, headers=auth(token))
@@ -746,9 +799,7 @@ class TestSmallBodyLimit:
         assert len(raw) == size
         return raw
 
-    async def test_body_up_to_the_limit_is_accepted_past_it_413(
-        self, server: ChatServer
-    ) -> None:
+    async def test_body_up_to_the_limit_is_accepted_past_it_413(self, server: ChatServer) -> None:
         for size in (self.LIMIT - 1, self.LIMIT):
             res = await post_raw(server, SIGNUP, self.signup_body(size))
             assert res.status_code == 200, f"{size} bytes: {res.text}"
@@ -761,14 +812,24 @@ class TestSmallBodyLimit:
 async def test_unknown_route_is_404_and_wrong_method_405_json(server: ChatServer) -> None:
     _, token = await server.signup()
     soft = Soft()
-    for method, path in [("GET", "/v1/api/nope"), ("POST", "/v1/api/auth/nope"),
-                         ("GET", "/no/such/page"), ("POST", "/v1/api/chat/nope"),
-                         ("GET", f"{ROOMS}/abc/messages")]:
+    for method, path in [
+        ("GET", "/v1/api/nope"),
+        ("POST", "/v1/api/auth/nope"),
+        ("GET", "/no/such/page"),
+        ("POST", "/v1/api/chat/nope"),
+        ("GET", f"{ROOMS}/abc/messages"),
+    ]:
         with soft.case(f"{method} {path}"):
             res = await server.http.request(method, path, json={}, headers=auth(token))
             assert_error(res, 404)
-    for method, path in [("GET", SIGNUP), ("GET", LOGIN), ("PUT", CREATE), ("DELETE", ROOMS),
-                         ("PATCH", ROOM_MESSAGES), ("POST", f"{ROOMS}/1/messages")]:
+    for method, path in [
+        ("GET", SIGNUP),
+        ("GET", LOGIN),
+        ("PUT", CREATE),
+        ("DELETE", ROOMS),
+        ("PATCH", ROOM_MESSAGES),
+        ("POST", f"{ROOMS}/1/messages"),
+    ]:
         with soft.case(f"{method} {path}"):
             res = await server.http.request(method, path, json={}, headers=auth(token))
             assert_error(res, 405)

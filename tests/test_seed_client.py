@@ -77,7 +77,12 @@ async def test_seed_flow(server: ChatServer) -> None:
     chats = res.json()["chats"]
     assert [c["chatMessage"] for c in chats] == ["hello bob", "hi user"]
     assert set(chats[0]) == {
-        "ID", "chatRoomId", "chatRoomName", "chatMessage", "chatUser", "chatUserId",
+        "ID",
+        "chatRoomId",
+        "chatRoomName",
+        "chatMessage",
+        "chatUser",
+        "chatUserId",
         "ChatMessageTs",
     }
     res = await http.get(f"/v1/api/chat/rooms/{rid}/messages", headers=auth(token))

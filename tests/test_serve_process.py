@@ -25,9 +25,22 @@ class ServeProcess:
         env = {**os.environ, "CHATROOM_BCRYPT_ROUNDS": "4"}
         env.pop("CHATROOM_JWT_SECRET", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "chatroom_server", "serve", "--port", str(self.port),
-             "--database-url", database_url, *extra],
-            cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "chatroom_server",
+                "serve",
+                "--port",
+                str(self.port),
+                "--database-url",
+                database_url,
+                *extra,
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     async def ready(self) -> None:
@@ -80,7 +93,7 @@ async def test_restart_keeps_messages_and_tokens_and_sigterm_closes_1001(
             json={"user_name": "ann", "email": "ann@example.com", "password": "s3cret-password"},
         )
         token = res.json()["token"]
-        room = (await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token)))
+        room = await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token))
         rid = room.json()["chatRoom"]["ID"]
     ws_url = f"ws://127.0.0.1:{first.port}/v1/ws?room_id={rid}&jwt={token}"
     async with connect(ws_url) as ws:
@@ -112,7 +125,11 @@ async def test_restart_keeps_messages_and_tokens_and_sigterm_closes_1001(
 def serve_once(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "chatroom_server", "serve", *args],
-        capture_output=True, text=True, timeout=60, check=False, cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
     )
 
 
@@ -120,8 +137,9 @@ async def test_no_migrate_on_an_empty_database_and_port_in_use(
     tmp_path: Path, processes: list[ServeProcess]
 ) -> None:
     url = f"sqlite://{tmp_path / 'nm.sqlite3'}"
-    refused = serve_once("--port", str(free_port()), "--database-url", url, "--no-migrate",
-                         cwd=tmp_path)
+    refused = serve_once(
+        "--port", str(free_port()), "--database-url", url, "--no-migrate", cwd=tmp_path
+    )
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         "Error: The database lacks 1 migration(s) (chat.0001_initial); run "
@@ -131,8 +149,7 @@ async def test_no_migrate_on_an_empty_database_and_port_in_use(
     proc = ServeProcess(url, tmp_path)  # migrates, then serves
     processes.append(proc)
     await proc.ready()
-    busy = serve_once("--port", str(proc.port), "--database-url", url, "--no-migrate",
-                      cwd=tmp_path)
+    busy = serve_once("--port", str(proc.port), "--database-url", url, "--no-migrate", cwd=tmp_path)
     assert busy.returncode == 1
     assert f"Cannot listen on 127.0.0.1:{proc.port}" in busy.stderr
     assert "Traceback" not in busy.stderr + busy.stdout

@@ -196,10 +196,11 @@ class TestRefusedBeforeUpgrade:
             # server's own, by query and by header; and a default `*` origin accepts any.
             for kwargs in (
                 {"url": server.ws_url(f"room_id={rid}&jwt={good}", path)},
-                {"url": server.ws_url(f"room_id={rid}&jwt={token}", path),
-                 "origin": "http://anywhere.example"},
-                {"url": server.ws_url(f"room_id={rid}", path),
-                 "additional_headers": auth(token)},
+                {
+                    "url": server.ws_url(f"room_id={rid}&jwt={token}", path),
+                    "origin": "http://anywhere.example",
+                },
+                {"url": server.ws_url(f"room_id={rid}", path), "additional_headers": auth(token)},
             ):
                 async with connect(kwargs.pop("url"), **kwargs) as ws:
                     await works(ws, rid, f"ok via {path}")
@@ -232,10 +233,21 @@ class TestRefusedBeforeUpgrade:
         doomed = (await server.create_room(token, "doomed"))["ID"]
         await room_service.delete_room(doomed)
         not_integers = [
-            "abc", "-1", "1.5", "1e3", "0x10", "+1", " 1", "1 ", f"{rid}abc", "%F0%9F%98%80",
+            "abc",
+            "-1",
+            "1.5",
+            "1e3",
+            "0x10",
+            "+1",
+            " 1",
+            "1 ",
+            f"{rid}abc",
+            "%F0%9F%98%80",
             # Unicode digits are not a wire integer: "²" passes str.isdigit() yet int()
             # refuses it, and "１" (fullwidth) or "٣" (Arabic-Indic) are not ASCII.
-            "²", "１", "٣",
+            "²",
+            "１",
+            "٣",
         ]
         for path in PATHS:
             for query in (f"jwt={token}", f"room_id=&jwt={token}"):
@@ -250,9 +262,7 @@ class TestRefusedBeforeUpgrade:
                 assert status == 400, (path, raw, body)
                 assert_error_body(400, body)
             # An integer too large for any ID is no room at all.
-            status, body = await refused(
-                server.ws_url(f"room_id={'9' * 30}&jwt={token}", path)
-            )
+            status, body = await refused(server.ws_url(f"room_id={'9' * 30}&jwt={token}", path))
             assert status in (400, 404), (path, body)
             assert_error_body(status, body)
             for missing in (rid + 10_000, doomed):
@@ -274,8 +284,12 @@ class TestOriginCheck:
         rid = (await server.create_room(token))["ID"]
         for path in PATHS:
             url = server.ws_url(f"room_id={rid}&jwt={token}", path)
-            for origin in ("http://evil.example", "http://good.example.evil.example",
-                           "https://good.example", "null"):
+            for origin in (
+                "http://evil.example",
+                "http://good.example.evil.example",
+                "https://good.example",
+                "null",
+            ):
                 status, body = await refused(url, origin=origin)
                 assert status == 403, (path, origin)
                 assert_error_body(403, body)
@@ -294,92 +308,168 @@ BAD_FRAMES: list[tuple[str, Callable[[int, int], str | bytes], tuple[str, ...]]]
     ("empty frame", lambda rid, other: "", ("invalid_json",)),
     ("truncated json", lambda rid, other: '{"chatMessage": "hi"', ("invalid_json",)),
     ("binary, not UTF-8", lambda rid, other: b"\xff\xfe\xfd", ("invalid_json", "invalid_message")),
-    ("deeply nested", lambda rid, other: "[" * 3000 + "]" * 3000,
-     ("invalid_json", "invalid_message")),
+    (
+        "deeply nested",
+        lambda rid, other: "[" * 3000 + "]" * 3000,
+        ("invalid_json", "invalid_message"),
+    ),
     ("array", lambda rid, other: json.dumps([rid, "hi"]), ("invalid_message",)),
     ("number", lambda rid, other: "42", ("invalid_message",)),
     ("string", lambda rid, other: '"hi"', ("invalid_message",)),
     ("null", lambda rid, other: "null", ("invalid_message",)),
     ("no chatMessage", lambda rid, other: json.dumps({"chatRoomId": rid}), ("invalid_message",)),
-    ("chatMessage null",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": None}), ("invalid_message",)),
-    ("chatMessage number",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": 5}), ("invalid_message",)),
-    ("chatMessage list",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": ["hi"]}),
-     ("invalid_message",)),
-    ("chatMessage object",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": {"t": "hi"}}),
-     ("invalid_message",)),
-    ("another room",
-     lambda rid, other: json.dumps({"chatRoomId": other, "chatMessage": "hi"}), ("wrong_room",)),
-    ("a room that does not exist",
-     lambda rid, other: json.dumps({"chatRoomId": rid + 10_000, "chatMessage": "hi"}),
-     ("wrong_room",)),
-    ("chatRoomId not a number",
-     lambda rid, other: json.dumps({"chatRoomId": "x", "chatMessage": "hi"}),
-     ("invalid_message",)),
-    ("chatRoomId a fraction",
-     lambda rid, other: json.dumps({"chatRoomId": rid + 0.5, "chatMessage": "hi"}),
-     ("invalid_message", "wrong_room")),
-    ("chatRoomId a boolean",
-     lambda rid, other: json.dumps({"chatRoomId": True, "chatMessage": "hi"}),
-     ("invalid_message", "wrong_room")),
-    ("chatRoomId beyond 64 bits",
-     lambda rid, other: '{"chatRoomId": ' + "9" * 30 + ', "chatMessage": "hi"}',
-     ("invalid_json", "invalid_message", "wrong_room")),
-    ("empty message",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": ""}), ("invalid_message",)),
-    ("whitespace only",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": " \n\t  \n"}),
-     ("invalid_message",)),
-    ("4,001 characters",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "x" * 4001}),
-     ("message_too_long",)),
-    ("4,001 two-byte characters",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "é" * 4001}),
-     ("message_too_long",)),
-    ("60,000 characters, under the frame limit",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "y" * 60_000}),
-     ("message_too_long",)),
-    ("bell", lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "ding\x07"}),
-     ("invalid_message",)),
-    ("carriage return",
-     lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "line\r\nnext"}),
-     ("invalid_message",)),
-    ("NUL", lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "a\x00b"}),
-     ("invalid_message",)),
-    ("escape", lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "\x1b[31mred"}),
-     ("invalid_message",)),
-    ("DEL", lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "a\x7fb"}),
-     ("invalid_message",)),
-    ("clientMessageId empty",
-     lambda rid, other: json.dumps({"chatMessage": "hi", "clientMessageId": ""}),
-     ("invalid_message",)),
-    ("clientMessageId 65 characters",
-     lambda rid, other: json.dumps({"chatMessage": "hi", "clientMessageId": "c" * 65}),
-     ("invalid_message",)),
-    ("clientMessageId not a string",
-     lambda rid, other: json.dumps({"chatMessage": "hi", "clientMessageId": 7}),
-     ("invalid_message",)),
+    (
+        "chatMessage null",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": None}),
+        ("invalid_message",),
+    ),
+    (
+        "chatMessage number",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": 5}),
+        ("invalid_message",),
+    ),
+    (
+        "chatMessage list",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": ["hi"]}),
+        ("invalid_message",),
+    ),
+    (
+        "chatMessage object",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": {"t": "hi"}}),
+        ("invalid_message",),
+    ),
+    (
+        "another room",
+        lambda rid, other: json.dumps({"chatRoomId": other, "chatMessage": "hi"}),
+        ("wrong_room",),
+    ),
+    (
+        "a room that does not exist",
+        lambda rid, other: json.dumps({"chatRoomId": rid + 10_000, "chatMessage": "hi"}),
+        ("wrong_room",),
+    ),
+    (
+        "chatRoomId not a number",
+        lambda rid, other: json.dumps({"chatRoomId": "x", "chatMessage": "hi"}),
+        ("invalid_message",),
+    ),
+    (
+        "chatRoomId a fraction",
+        lambda rid, other: json.dumps({"chatRoomId": rid + 0.5, "chatMessage": "hi"}),
+        ("invalid_message", "wrong_room"),
+    ),
+    (
+        "chatRoomId a boolean",
+        lambda rid, other: json.dumps({"chatRoomId": True, "chatMessage": "hi"}),
+        ("invalid_message", "wrong_room"),
+    ),
+    (
+        "chatRoomId beyond 64 bits",
+        lambda rid, other: '{"chatRoomId": ' + "9" * 30 + ', "chatMessage": "hi"}',
+        ("invalid_json", "invalid_message", "wrong_room"),
+    ),
+    (
+        "empty message",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": ""}),
+        ("invalid_message",),
+    ),
+    (
+        "whitespace only",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": " \n\t  \n"}),
+        ("invalid_message",),
+    ),
+    (
+        "4,001 characters",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "x" * 4001}),
+        ("message_too_long",),
+    ),
+    (
+        "4,001 two-byte characters",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "é" * 4001}),
+        ("message_too_long",),
+    ),
+    (
+        "60,000 characters, under the frame limit",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "y" * 60_000}),
+        ("message_too_long",),
+    ),
+    (
+        "bell",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "ding\x07"}),
+        ("invalid_message",),
+    ),
+    (
+        "carriage return",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "line\r\nnext"}),
+        ("invalid_message",),
+    ),
+    (
+        "NUL",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "a\x00b"}),
+        ("invalid_message",),
+    ),
+    (
+        "escape",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "\x1b[31mred"}),
+        ("invalid_message",),
+    ),
+    (
+        "DEL",
+        lambda rid, other: json.dumps({"chatRoomId": rid, "chatMessage": "a\x7fb"}),
+        ("invalid_message",),
+    ),
+    (
+        "clientMessageId empty",
+        lambda rid, other: json.dumps({"chatMessage": "hi", "clientMessageId": ""}),
+        ("invalid_message",),
+    ),
+    (
+        "clientMessageId 65 characters",
+        lambda rid, other: json.dumps({"chatMessage": "hi", "clientMessageId": "c" * 65}),
+        ("invalid_message",),
+    ),
+    (
+        "clientMessageId not a string",
+        lambda rid, other: json.dumps({"chatMessage": "hi", "clientMessageId": 7}),
+        ("invalid_message",),
+    ),
 ]
 
 # (what the client sends, the exact text stored and echoed)
 GOOD_FRAMES: list[tuple[str, Callable[[int], dict[str, Any]], str]] = [
-    ("exactly 4,000 characters",
-     lambda rid: {"chatRoomId": rid, "chatMessage": "x" * 4000}, "x" * 4000),
-    ("exactly 4,000 two-byte characters",
-     lambda rid: {"chatRoomId": rid, "chatMessage": "é" * 4000}, "é" * 4000),
-    ("newline and tab",
-     lambda rid: {"chatRoomId": rid, "chatMessage": "line one\nline\ttwo\n"},
-     "line one\nline\ttwo\n"),
-    ("surrounding spaces and markup kept",
-     lambda rid: {"chatRoomId": rid, "chatMessage": "  <b>héllo</b> 👋 &amp;  "},
-     "  <b>héllo</b> 👋 &amp;  "),
-    ("unknown fields ignored",
-     lambda rid: {"chatRoomId": rid, "chatMessage": "extra", "Type": 9, "chatUserId": -1,
-                  "chatUser": "admin", "ID": 1, "foo": {"bar": [1]}},
-     "extra"),
+    (
+        "exactly 4,000 characters",
+        lambda rid: {"chatRoomId": rid, "chatMessage": "x" * 4000},
+        "x" * 4000,
+    ),
+    (
+        "exactly 4,000 two-byte characters",
+        lambda rid: {"chatRoomId": rid, "chatMessage": "é" * 4000},
+        "é" * 4000,
+    ),
+    (
+        "newline and tab",
+        lambda rid: {"chatRoomId": rid, "chatMessage": "line one\nline\ttwo\n"},
+        "line one\nline\ttwo\n",
+    ),
+    (
+        "surrounding spaces and markup kept",
+        lambda rid: {"chatRoomId": rid, "chatMessage": "  <b>héllo</b> 👋 &amp;  "},
+        "  <b>héllo</b> 👋 &amp;  ",
+    ),
+    (
+        "unknown fields ignored",
+        lambda rid: {
+            "chatRoomId": rid,
+            "chatMessage": "extra",
+            "Type": 9,
+            "chatUserId": -1,
+            "chatUser": "admin",
+            "ID": 1,
+            "foo": {"bar": [1]},
+        },
+        "extra",
+    ),
     ("chatRoomId omitted", lambda rid: {"chatMessage": "no room id"}, "no room id"),
 ]
 
@@ -476,8 +566,9 @@ async def test_frame_over_the_limit_closes_with_1009(
         assert await close_code(ws) == 1009
         await expect_message(bob_ws, "before the big one")
         await works(bob_ws, rid, "the room goes on")
-        await eventually(lambda: hub_user_ids(server, rid) == [bob["ID"]],
-                         "the closed connection leaves the hub")
+        await eventually(
+            lambda: hub_user_ids(server, rid) == [bob["ID"]], "the closed connection leaves the hub"
+        )
     stored = [m["chatMessage"] for m in await history(server, token, rid)]
     assert stored == ["before the big one", "the room goes on"]
 
@@ -539,9 +630,7 @@ class TestTokenExpiry:
     def server_settings(self) -> dict[str, Any]:
         return {"token_ttl": 2}
 
-    async def test_socket_closes_with_1008_when_the_token_expires(
-        self, server: ChatServer
-    ) -> None:
+    async def test_socket_closes_with_1008_when_the_token_expires(self, server: ChatServer) -> None:
         user, token = await server.signup()
         rid = (await server.create_room(token))["ID"]
         exp = jwt.decode(token, options={"verify_signature": False})["exp"]
@@ -550,8 +639,10 @@ class TestTokenExpiry:
             assert await close_code(ws, timeout=6) == 1008
             # Closed because of the expiry, not before it.
             assert time.time() >= exp - 0.5
-        await eventually(lambda: user["ID"] not in hub_user_ids(server, rid),
-                         "the expired connection leaves the hub")
+        await eventually(
+            lambda: user["ID"] not in hub_user_ids(server, rid),
+            "the expired connection leaves the hub",
+        )
         status, _ = await refused(server.ws_url(f"room_id={rid}&jwt={token}"))
         assert status == 401
         # A fresh token still works.
@@ -578,8 +669,9 @@ async def test_deleting_a_room_closes_its_sockets_with_1001(server: ChatServer) 
         await room_service.delete_room(rid)
         codes = await asyncio.gather(*(close_code(ws) for ws in (a1, a2, b)))
         assert codes == [1001, 1001, 1001]
-        await eventually(lambda: rid not in server.app.ctx.hub.rooms(),
-                         "the deleted room leaves the hub")
+        await eventually(
+            lambda: rid not in server.app.ctx.hub.rooms(), "the deleted room leaves the hub"
+        )
         # Sockets in other rooms are untouched.
         await works(elsewhere, other, "other room still open")
     status, _ = await refused(server.ws_url(f"room_id={rid}&jwt={alice_token}"))
@@ -684,14 +776,19 @@ class TestSlowConsumer:
                 # Delivery to everybody else goes on.
                 for i in range(len(sent), len(sent) + 5):
                     await send_one(i)
-                await eventually(lambda: len(received) >= len(sent),
-                                 "the active reader gets every message")
+                await eventually(
+                    lambda: len(received) >= len(sent), "the active reader gets every message"
+                )
                 # Closed means gone: the hub no longer holds it, the room sees it leave.
-                await eventually(lambda: slow_conn() is None,
-                                 "the closed slow connection leaves the hub", timeout=3)
+                await eventually(
+                    lambda: slow_conn() is None,
+                    "the closed slow connection leaves the hub",
+                    timeout=3,
+                )
                 assert hub.connection_count == 2
-                await eventually(lambda: slow_id in left, "the room is told the slow one left",
-                                 timeout=3)
+                await eventually(
+                    lambda: slow_id in left, "the room is told the slow one left", timeout=3
+                )
             finally:
                 reader.cancel()
                 await asyncio.wait({reader})

@@ -64,9 +64,7 @@ class Connection:
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
-            log.warning(
-                "closing slow connection: user=%s room=%s", self.user_id, self.room.id
-            )
+            log.warning("closing slow connection: user=%s room=%s", self.user_id, self.room.id)
             self.close(CLOSE_POLICY, "too slow: outgoing queue full")
 
     def close(self, code: int, reason: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from sanic import Request, Sanic
 from sanic.config import Config
@@ -27,7 +28,7 @@ App = Sanic[Config, Ctx]
 
 
 def ctx_of(request: Request) -> Ctx:
-    return request.app.ctx  # type: ignore[no-any-return]
+    return cast(Ctx, request.app.ctx)
 
 
 def bearer_token(request: Request) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from sanic import Request, Sanic
 from sanic.exceptions import SanicException
@@ -16,7 +17,9 @@ log = logging.getLogger("chatroom_server.web")
 INTERNAL = "The server could not complete this request."
 
 
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> HTTPResponse:
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> HTTPResponse:
     return json(protocol.error_json(status, message), status=status, headers=headers)
 
 
@@ -40,7 +43,7 @@ def to_response(request: Request | None, exc: BaseException) -> HTTPResponse:
     return error_response(500, INTERNAL)
 
 
-def setup_errors(app: Sanic) -> None:
+def setup_errors(app: Sanic[Any, Any]) -> None:
     app.config.FALLBACK_ERROR_FORMAT = "json"
 
     async def handle(request: Request, exc: Exception) -> HTTPResponse:

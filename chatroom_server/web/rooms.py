@@ -26,7 +26,7 @@ async def create(request: Request) -> HTTPResponse:
     return json(protocol.created_room_json(room))
 
 
-@bp.route("/rooms", methods=["GET", "POST"])
+@bp.route("/rooms", methods=["GET", "POST"])  # type: ignore[untyped-decorator]
 async def rooms(request: Request) -> HTTPResponse:
     # The seed's clients POST `{}` (or nothing); the body carries no filters.
     return json(protocol.rooms_json(await room_service.list_rooms()))

@@ -10,8 +10,8 @@ import asyncio
 import time
 
 from sanic import Blueprint, Request
-from sanic.server.websockets.impl import WebsocketImplProtocol
 from sanic.exceptions import WebsocketClosed
+from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
 from .. import protocol
@@ -36,7 +36,7 @@ class SanicTransport:
         await self.ws.send(text)
 
     def abort(self, code: int, reason: str) -> None:
-        self.ws.end_connection(code, reason)
+        self.ws.end_connection(code, reason)  # type: ignore[no-untyped-call]
         # Wake the handler blocked in recv(), so it leaves the hub now rather than
         # when the peer (maybe a stalled one) finally lets the TCP connection go.
         waiting = self.ws.recv_cancel
