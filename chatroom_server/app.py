@@ -17,7 +17,7 @@ from .services.users import UserService
 from .settings import Settings
 from .web import auth, ops, rooms, ws
 from .web.context import App, Ctx
-from .web.errors import setup_errors
+from .web.errors import ChatErrorHandler, setup_errors
 
 log = logging.getLogger("chatroom_server")
 
@@ -30,7 +30,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         ),
         hub=Hub(settings.redis_url, settings.room_check_interval),
     )
-    app: App = Sanic(name, ctx=ctx)
+    app: App = Sanic(name, ctx=ctx, error_handler=ChatErrorHandler())
     _configure(app, settings)
     setup_errors(app)
     app.blueprint([auth.bp, rooms.bp, ws.bp, ops.bp])

@@ -798,3 +798,29 @@ class TestSlowConsumer:
             assert reader_user["ID"] not in left
             # The stalled client, once it reads what was buffered, sees why: 1008.
             assert await close_code(slow_ws) == 1008
+
+
+class TestPing:
+    @pytest.fixture
+    def server_settings(self) -> dict[str, Any]:
+        return {"ping_interval": 0.3}
+
+    async def test_a_peer_that_never_answers_pings_is_dropped(self, server: ChatServer) -> None:
+        _, token = await server.signup()
+        room = await server.create_room(token)
+        # A raw socket: it completes the handshake, then never reads, so never pongs.
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            (
+                f"GET /ws?room_id={room['ID']}&jwt={token} HTTP/1.1\r\n"
+                f"Host: 127.0.0.1:{server.port}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        status = await asyncio.wait_for(reader.readline(), TIMEOUT)
+        assert b" 101 " in status
+        hub = server.app.ctx.hub
+        await eventually(lambda: hub.connection_count == 1, "the socket to join the hub")
+        await eventually(lambda: hub.connection_count == 0, "the silent peer to be dropped")
+        writer.close()

@@ -7,6 +7,7 @@ from typing import Any
 
 from sanic import Request, Sanic
 from sanic.exceptions import SanicException
+from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse, json
 
 from .. import protocol
@@ -41,6 +42,16 @@ def to_response(request: Request | None, exc: BaseException) -> HTTPResponse:
     path = request.path if request is not None else "?"
     log.error("unhandled %s on %s", type(exc).__name__, path, exc_info=exc)
     return error_response(500, INTERNAL)
+
+
+class ChatErrorHandler(ErrorHandler):
+    """Sanic's handler, but its log line names the path only: the URL may carry ?jwt=."""
+
+    @staticmethod
+    def log(request: Request, exception: Exception) -> None:
+        if getattr(exception, "quiet", False):
+            return
+        log.error("unhandled %s on %s", type(exception).__name__, request.path, exc_info=exception)
 
 
 def setup_errors(app: Sanic[Any, Any]) -> None:
