@@ -1,43 +1,66 @@
 """Pub/sub between processes: a small Broker contract and its backends.
 
-The broker knows rooms and encoded frames, never connections. Every process
-publishes each committed message once; the broker hands it to `deliver` in every
-process that subscribed to the room (the local hub then fans it out).
+The broker knows rooms and opaque text payloads, never connections. Every
+process publishes each committed message once; the broker hands the payload to
+`deliver` in every process subscribed to the room, the publishing one included
+(its hub then fans it out). The payload format (the bus envelope) belongs to
+`protocol`; brokers never look inside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+from ..errors import ChatError
+
 Deliver = Callable[[int, str], None]
+Resync = Callable[[], Awaitable[None]]
+
+
+class BrokerUnavailable(ChatError):
+    """The backend cannot take a publish right now (the caller falls back to local delivery)."""
+
+    status = 503
+    code = "broker_unavailable"
 
 
 class Broker(Protocol):
+    @property
+    def healthy(self) -> bool:
+        """False while the backend is unreachable or a subscription is known to be lost."""
+
     async def connect(self) -> None:
         """Open connections; called once before the server accepts clients."""
 
     async def disconnect(self) -> None:
-        """Close connections; called once when the server stops."""
+        """Close connections and stop background tasks; called once when the server stops."""
 
     async def subscribe(self, room_id: int) -> None:
-        """Start receiving frames of `room_id` (on this process's first local connection)."""
+        """Start receiving payloads of `room_id` (on this process's first local connection)."""
 
     async def unsubscribe(self, room_id: int) -> None:
-        """Stop receiving frames of `room_id` (on this process's last local connection)."""
+        """Stop receiving payloads of `room_id` (on this process's last local connection)."""
 
-    async def publish(self, room_id: int, frame: str) -> None:
-        """Send an encoded frame to every process subscribed to `room_id`, this one included."""
+    async def publish(self, room_id: int, payload: str) -> None:
+        """Send a payload to every process subscribed to `room_id`, this one included.
+
+        Raises BrokerUnavailable when it could not be sent.
+        """
 
 
-def make_broker(url: str | None, deliver: Deliver) -> Broker:
-    """Pick the backend by URL: none for one process, redis:// for several."""
+def make_broker(
+    url: str | None, deliver: Deliver, on_resync: Resync | None = None, prefix: str = "chatroom"
+) -> Broker:
+    """Pick the backend by URL: none for one process, redis:// for several.
+
+    `on_resync` is awaited after a lost subscription was re-established, so that
+    the caller can back-fill from the database what it may have missed.
+    """
     if url is None:
         from .memory import MemoryBroker
 
         return MemoryBroker(deliver)
-    from ..errors import ConfigError
-
-    raise ConfigError(
+    raise ChatError(
         "Redis scale-out is not available in this version yet; run without --redis-url."
     )

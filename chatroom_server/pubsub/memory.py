@@ -10,6 +10,10 @@ class MemoryBroker:
         self._deliver = deliver
         self._rooms: set[int] = set()
 
+    @property
+    def healthy(self) -> bool:
+        return True
+
     async def connect(self) -> None:
         pass
 
@@ -22,6 +26,6 @@ class MemoryBroker:
     async def unsubscribe(self, room_id: int) -> None:
         self._rooms.discard(room_id)
 
-    async def publish(self, room_id: int, frame: str) -> None:
+    async def publish(self, room_id: int, payload: str) -> None:
         if room_id in self._rooms:
-            self._deliver(room_id, frame)
+            self._deliver(room_id, payload)
