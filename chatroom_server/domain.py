@@ -35,6 +35,7 @@ class Message:
     user_name: str
     created_at: datetime
     client_message_id: str | None = None
+    seq: int = 0
 
 
 @dataclass(frozen=True, slots=True)

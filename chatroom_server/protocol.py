@@ -338,3 +338,48 @@ def presence_frame(event: str, room: Room, user_id: int, user_name: str) -> str:
 
 def error_frame(code: str, text: str) -> str:
     return _frame("error", {"chatUserId": SYSTEM_USER_ID, "chatMessage": text, "code": code})
+
+
+def recovered_frame(count: int, complete: bool) -> str:
+    return _frame(
+        "recovered",
+        {"chatUserId": SYSTEM_USER_ID, "chatMessage": "", "count": count, "complete": complete},
+    )
+
+
+# --------------------------------------------------------------------------- the bus
+#
+# What processes send each other through the broker: a header line, then the
+# client frame exactly as every connection will receive it (encoded once).
+#   "m <seq> <id>\n<frame>"   a stored message, with its room sequence and ID
+#   "p\n<frame>"              a presence line (join / leave), not sequenced
+
+
+class BusItem:
+    __slots__ = ("seq", "message_id", "frame")
+
+    def __init__(self, seq: int | None, message_id: int | None, frame: str) -> None:
+        self.seq = seq
+        self.message_id = message_id
+        self.frame = frame
+
+
+def bus_message(message: Message, frame: str) -> str:
+    return f"m {message.seq} {message.id}\n{frame}"
+
+
+def bus_presence(frame: str) -> str:
+    return f"p\n{frame}"
+
+
+def parse_bus(payload: str) -> BusItem:
+    """Decode a bus payload; raise ValueError if it is not one of ours."""
+    header, sep, frame = payload.partition("\n")
+    if not sep:
+        raise ValueError("no header")
+    if header == "p":
+        return BusItem(None, None, frame)
+    kind, seq, message_id = header.split(" ")
+    if kind != "m":
+        raise ValueError(f"unknown kind {kind!r}")
+    return BusItem(int(seq), int(message_id), frame)

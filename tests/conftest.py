@@ -130,11 +130,13 @@ class ChatServer:
     def ws_url(self, query: str, path: str = "/v1/ws") -> str:
         return f"ws://127.0.0.1:{self.port}{path}?{query}"
 
-    def connect(self, room_id: int, token: str, path: str = "/v1/ws", **kwargs: Any) -> Any:
+    def connect(
+        self, room_id: int, token: str, path: str = "/v1/ws", query_extra: str = "", **kwargs: Any
+    ) -> Any:
         # Unbounded client buffer: a test socket that does not read every frame must
         # still see the close frame when the test leaves it.
         kwargs.setdefault("max_queue", None)
-        return connect(self.ws_url(f"room_id={room_id}&jwt={token}", path), **kwargs)
+        return connect(self.ws_url(f"room_id={room_id}&jwt={token}{query_extra}", path), **kwargs)
 
 
 def auth(token: str) -> dict[str, str]:

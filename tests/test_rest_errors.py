@@ -217,7 +217,7 @@ async def seed_messages(room_id: int, user: dict[str, Any], count: int) -> list[
     """Store `count` messages directly through the service; return their IDs in order."""
     room = await room_service.get_room(room_id)
     author = Identity(user["ID"], user["UserName"], user["Email"], int(time.time()) + 3600)
-    ids = [(await store_message(room, author, f"message {i}")).id for i in range(count)]
+    ids = [(await store_message(room, author, f"message {i}"))[0].id for i in range(count)]
     assert ids == sorted(ids)
     return ids
 

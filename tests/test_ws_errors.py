@@ -162,7 +162,7 @@ def tamper(token: str) -> str:
 
 def hub_user_ids(server: ChatServer, room_id: int) -> list[int]:
     """Which users the server's hub holds a live connection for in this room."""
-    conns = server.app.ctx.hub._rooms.get(room_id, ())
+    conns = server.app.ctx.hub.connections(room_id)
     return [conn.user_id for conn in conns]
 
 
@@ -721,7 +721,7 @@ class TestSlowConsumer:
         hub = server.app.ctx.hub
 
         def slow_conn() -> Connection | None:
-            for conn in hub._rooms.get(rid, ()):
+            for conn in hub.connections(rid):
                 if conn.user_id == slow_id:
                     return conn
             return None

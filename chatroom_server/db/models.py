@@ -28,6 +28,8 @@ class RoomRow(Model):
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     deleted_at = fields.DatetimeField(null=True, db_index=True)
+    # The room's last message sequence number, advanced under this row's lock.
+    last_seq = fields.BigIntField(default=0, db_default=0)
 
     class Meta:
         table = "rooms"
@@ -46,6 +48,9 @@ class MessageRow(Model):
     text = fields.TextField()
     created_at = fields.DatetimeField(auto_now_add=True)
     client_message_id = fields.CharField(max_length=64, null=True)
+    # 1, 2, 3... within the room, with no holes: receivers detect a missed message
+    # by a jump in seq and back-fill it from here.
+    seq = fields.BigIntField(default=0, db_default=0)
 
     room_id: int
     user_id: int
@@ -54,6 +59,8 @@ class MessageRow(Model):
         table = "messages"
         # History and recovery read "room R, IDs around X": keep that one index lookup.
         indexes = (("room_id", "id"),)
+        # A resend with the same clientMessageId stores nothing new, on every host.
+        unique_together = (("room", "user", "client_message_id"), ("room", "seq"))
 
 
 class ServerSecret(Model):

@@ -39,7 +39,16 @@ class State(enum.Enum):
 
 
 class Connection:
-    __slots__ = ("transport", "identity", "room", "queue", "state", "close_code", "_writer")
+    __slots__ = (
+        "transport",
+        "identity",
+        "room",
+        "queue",
+        "state",
+        "close_code",
+        "_writer",
+        "_held",
+    )
 
     def __init__(self, transport: Transport, identity: Identity, room: Room, queue_size: int):
         self.transport = transport
@@ -49,6 +58,8 @@ class Connection:
         self.state = State.OPEN
         self.close_code: int | None = None
         self._writer: asyncio.Task[None] | None = None
+        # While a reconnecting client is replayed its backlog, live frames wait here.
+        self._held: list[tuple[str, int | None]] | None = None
 
     @property
     def user_id(self) -> int:
@@ -57,8 +68,35 @@ class Connection:
     def start(self) -> None:
         self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
 
-    def enqueue(self, text: str) -> None:
+    def enqueue(self, text: str, message_id: int | None = None) -> None:
         """Queue a frame for this connection; close it if it cannot keep up."""
+        if self.state is not State.OPEN:
+            return
+        if self._held is not None:
+            if len(self._held) >= self.queue.maxsize:
+                self.close(CLOSE_POLICY, "too slow: outgoing queue full")
+            else:
+                self._held.append((text, message_id))
+            return
+        self._put(text)
+
+    def hold(self) -> None:
+        """Keep live frames back until release(): a replay is about to be sent first."""
+        self._held = []
+
+    async def replay(self, text: str) -> None:
+        """Send a backlog frame ahead of held live frames, waiting for queue room."""
+        if self.state is State.OPEN:
+            await self.queue.put(text)
+
+    def release(self, replayed_up_to: int) -> None:
+        """Stop holding; live messages the replay already covered are dropped."""
+        held, self._held = self._held or [], None
+        for text, message_id in held:
+            if message_id is None or message_id > replayed_up_to:
+                self.enqueue(text, message_id)
+
+    def _put(self, text: str) -> None:
         if self.state is not State.OPEN:
             return
         try:

@@ -1,35 +1,47 @@
 """The hub: which local connections are in which room, and the one road a message takes.
 
 websocket text -> protocol decode -> services store (commit) -> protocol encode once
--> broker.publish -> every process's hub.deliver -> each connection's queue.
+-> broker.publish -> every process's hub.deliver -> room sequencer -> each
+connection's queue.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from dataclasses import dataclass, field
 
 from .. import protocol
 from ..domain import Identity, Message, Presence, Room
-from ..pubsub import Broker, make_broker
+from ..pubsub import Broker, BrokerUnavailable, make_broker
 from ..services import messages as message_service
 from ..services import rooms as room_service
 from .connection import CLOSE_GOING_AWAY, Connection
+from .sequencer import BACKFILL_BATCH, Sequencer
 
 log = logging.getLogger("chatroom_server.realtime")
 
 
+@dataclass
+class LocalRoom:
+    """A room with at least one connection in this process."""
+
+    room: Room
+    sequencer: Sequencer
+    conns: set[Connection] = field(default_factory=set)
+    # user ID -> number of that user's local connections in the room
+    members: dict[int, int] = field(default_factory=dict)
+    # Store-then-publish runs under this lock, so this process publishes in seq order.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
 class Hub:
-    def __init__(self, redis_url: str | None, room_check_interval: float) -> None:
-        self.broker: Broker = make_broker(redis_url, self.deliver)
+    def __init__(
+        self, redis_url: str | None, room_check_interval: float, redis_prefix: str = "chatroom"
+    ) -> None:
+        self.broker: Broker = make_broker(redis_url, self.deliver, self._resync, redis_prefix)
         self.room_check_interval = room_check_interval
-        self._rooms: dict[int, set[Connection]] = {}
-        # room -> user -> number of that user's local connections in the room
-        self._members: dict[int, dict[int, int]] = {}
-        # Store-then-publish runs under the room's lock, so frames leave this
-        # process in ID order even when two senders race.
-        self._locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._rooms: dict[int, LocalRoom] = {}
         self._watcher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -44,80 +56,132 @@ class Hub:
             self._watcher.cancel()
             await asyncio.wait({self._watcher})
             self._watcher = None
-        for conns in list(self._rooms.values()):
-            for conn in list(conns):
+        for local in list(self._rooms.values()):
+            for conn in list(local.conns):
                 conn.close(CLOSE_GOING_AWAY, "server shutting down")
+            local.sequencer.close()
         await self.broker.disconnect()
 
     # ------------------------------------------------------------------ membership
 
     @property
     def connection_count(self) -> int:
-        return sum(len(conns) for conns in self._rooms.values())
+        return sum(len(local.conns) for local in self._rooms.values())
 
     def rooms(self) -> list[int]:
         return list(self._rooms)
 
+    def connections(self, room_id: int) -> tuple[Connection, ...]:
+        local = self._rooms.get(room_id)
+        return tuple(local.conns) if local else ()
+
     def presence(self, room_id: int) -> Presence:
         """Users with a connection to the room in this process, by user ID."""
-        conns = self._rooms.get(room_id, set())
+        local = self._rooms.get(room_id)
+        conns = local.conns if local else set()
         names = {conn.user_id: conn.identity.user_name for conn in conns}
         return Presence(sorted(names.items()), len(conns))
 
     async def join(self, conn: Connection) -> None:
         room_id = conn.room.id
-        conns = self._rooms.get(room_id)
-        if conns is None:
-            conns = self._rooms[room_id] = set()
+        local = self._rooms.get(room_id)
+        if local is None:
+            local = self._open_room(conn.room)
+            # Subscribe first, then read where the room is: nothing falls in between.
             await self.broker.subscribe(room_id)
-        conns.add(conn)
-        members = self._members.setdefault(room_id, {})
-        members[conn.user_id] = members.get(conn.user_id, 0) + 1
-        if members[conn.user_id] == 1:
+            local.sequencer.start(await room_service.last_seq(room_id))
+        local.conns.add(conn)
+        count = local.members.get(conn.user_id, 0) + 1
+        local.members[conn.user_id] = count
+        if count == 1:
             await self._announce("join", conn.room, conn.identity)
+
+    def _open_room(self, room: Room) -> LocalRoom:
+        def emit(message_id: int, frame: str) -> None:
+            for conn in tuple(local.conns):
+                conn.enqueue(frame, message_id)
+
+        async def fetch(after_seq: int) -> list[tuple[Message, str]]:
+            found = await message_service.after_seq(room, after_seq, BACKFILL_BATCH)
+            return [(m, protocol.message_frame(m)) for m in found]
+
+        local = LocalRoom(room, Sequencer(emit, fetch))
+        self._rooms[room.id] = local
+        return local
 
     async def leave(self, conn: Connection) -> None:
         room_id = conn.room.id
-        conns = self._rooms.get(room_id)
-        if conns is None or conn not in conns:
+        local = self._rooms.get(room_id)
+        if local is None or conn not in local.conns:
             return
-        conns.discard(conn)
-        members = self._members[room_id]
-        members[conn.user_id] -= 1
-        if members[conn.user_id] == 0:
-            del members[conn.user_id]
+        local.conns.discard(conn)
+        local.members[conn.user_id] -= 1
+        if local.members[conn.user_id] == 0:
+            del local.members[conn.user_id]
             await self._announce("leave", conn.room, conn.identity)
-        if not conns:
+        if not local.conns and self._rooms.get(room_id) is local:
             del self._rooms[room_id]
-            del self._members[room_id]
-            self._locks.pop(room_id, None)
+            local.sequencer.close()
             await self.broker.unsubscribe(room_id)
 
     async def _announce(self, event: str, room: Room, who: Identity) -> None:
-        frame = protocol.presence_frame(event, room, who.user_id, who.user_name)
+        payload = protocol.bus_presence(
+            protocol.presence_frame(event, room, who.user_id, who.user_name)
+        )
         try:
-            await self.broker.publish(room.id, frame)
-        except Exception:  # presence lines are best effort; messages are not
-            log.warning("could not announce %s in room %s", event, room.id, exc_info=True)
+            await self.broker.publish(room.id, payload)
+        except BrokerUnavailable:
+            self.deliver(room.id, payload)  # at least this process hears it
 
     # ------------------------------------------------------------------ messages
 
     async def post(
         self, room: Room, author: Identity, text: str, client_message_id: str | None = None
-    ) -> Message:
-        """Store the message (committed), then publish it once to every process."""
-        async with self._locks[room.id]:
-            message = await message_service.store_message(room, author, text, client_message_id)
-            await self.broker.publish(room.id, protocol.message_frame(message))
-        return message
+    ) -> tuple[Message, bool]:
+        """Store the message (committed), then publish it once to every process.
 
-    def deliver(self, room_id: int, frame: str) -> None:
-        """Broker callback: put the same encoded frame on every local connection's queue."""
-        for conn in tuple(self._rooms.get(room_id, ())):
-            conn.enqueue(frame)
+        Returns the message and whether it was a resend of one already stored
+        (which is not published again).
+        """
+        local = self._rooms.get(room.id)
+        lock = local.lock if local is not None else asyncio.Lock()
+        async with lock:
+            message, resend = await message_service.store_message(
+                room, author, text, client_message_id
+            )
+            if not resend:
+                payload = protocol.bus_message(message, protocol.message_frame(message))
+                try:
+                    await self.broker.publish(room.id, payload)
+                except BrokerUnavailable:
+                    # Stored is stored: deliver here; other hosts back-fill by seq.
+                    self.deliver(room.id, payload)
+        return message, resend
+
+    def deliver(self, room_id: int, payload: str) -> None:
+        """Broker callback: hand the encoded frame to every local connection, in order."""
+        local = self._rooms.get(room_id)
+        if local is None:
+            return
+        try:
+            item = protocol.parse_bus(payload)
+        except ValueError:
+            log.warning("ignoring a malformed bus payload for room %s", room_id)
+            return
+        if item.seq is None or item.message_id is None:
+            for conn in tuple(local.conns):
+                conn.enqueue(item.frame)
+        else:
+            local.sequencer.offer(item.seq, item.message_id, item.frame)
+
+    async def _resync(self) -> None:
+        """The broker may have dropped payloads: let every room look in the database."""
+        for local in list(self._rooms.values()):
+            local.sequencer.resync()
 
     def close_room(self, room_id: int, code: int, reason: str) -> None:
-        for conn in tuple(self._rooms.get(room_id, ())):
+        local = self._rooms.get(room_id)
+        for conn in tuple(local.conns if local else ()):
             conn.close(code, reason)
 
     async def _watch_deleted_rooms(self) -> None:

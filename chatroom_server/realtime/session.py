@@ -6,11 +6,30 @@ import logging
 
 from .. import protocol
 from ..errors import ChatError, InvalidMessage
+from ..services import messages as message_service
 from .connection import Connection
 from .hub import Hub
 from .ratelimit import TokenBucket
 
 log = logging.getLogger("chatroom_server.realtime")
+
+
+REPLAY_LIMIT = 1000
+
+
+async def recover(conn: Connection, since: int) -> None:
+    """Send what the room got after message `since`, then a `recovered` frame.
+
+    Call between conn.hold() and hub.join(conn)'s return: live frames wait while
+    the backlog is read, and those the backlog already had are dropped at release.
+    """
+    backlog = await message_service.after_id(conn.room, since, REPLAY_LIMIT + 1)
+    complete = len(backlog) <= REPLAY_LIMIT
+    backlog = backlog[:REPLAY_LIMIT]
+    for message in backlog:
+        await conn.replay(protocol.message_frame(message))
+    await conn.replay(protocol.recovered_frame(len(backlog), complete))
+    conn.release(backlog[-1].id if backlog else since)
 
 
 class Session:
@@ -31,9 +50,12 @@ class Session:
             return
         try:
             incoming = protocol.parse_client_frame(data, self.conn.room.id, self.max_chars)
-            await self.hub.post(
+            message, resend = await self.hub.post(
                 self.conn.room, self.conn.identity, incoming.text, incoming.client_message_id
             )
+            if resend:
+                # Stored before (the client did not see the echo): show it to this sender again.
+                self.conn.enqueue(protocol.message_frame(message), message.id)
         except InvalidMessage as exc:
             self._error(exc.code, exc.message)
         except ChatError as exc:

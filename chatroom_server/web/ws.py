@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from .. import protocol
 from ..errors import BadRequest, Forbidden
 from ..realtime.connection import CLOSE_POLICY, Connection, State
-from ..realtime.session import Session
+from ..realtime.session import Session, recover
 from ..services import rooms as room_service
 from .context import bearer_token, ctx_of
 
@@ -58,6 +58,7 @@ async def before_upgrade(request: Request) -> None:
     room_id = protocol.query_int(request.args.get("room_id"), "room_id", 1, protocol.MAX_ID)
     if room_id is None:
         raise BadRequest("room_id: this query parameter is required.")
+    request.ctx.since = protocol.query_int(request.args.get("since"), "since", 0, protocol.MAX_ID)
     request.ctx.room = await room_service.get_room(room_id)
 
 
@@ -73,9 +74,14 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     expiry = asyncio.get_running_loop().call_later(
         max(0.0, identity.expires_at - time.time()), conn.close, CLOSE_POLICY, "token expired"
     )
+    since: int | None = request.ctx.since
     conn.start()
+    if since is not None:
+        conn.hold()  # live frames wait behind the backlog
     await ctx.hub.join(conn)
     try:
+        if since is not None:
+            await recover(conn, since)
         while conn.state is State.OPEN:
             data = await ws.recv()
             if data is None:
