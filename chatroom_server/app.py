@@ -28,7 +28,12 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         users=UserService(
             settings.bcrypt_rounds, LoginThrottle(settings.login_failures, settings.login_window)
         ),
-        hub=Hub(settings.redis_url, settings.room_check_interval),
+        hub=Hub(
+            settings.redis_url,
+            settings.room_check_interval,
+            redis_prefix=settings.redis_prefix,
+            presence_ttl=settings.presence_ttl,
+        ),
     )
     app: App = Sanic(name, ctx=ctx, error_handler=ChatErrorHandler())
     _configure(app, settings)

@@ -103,8 +103,6 @@ def serve(no_migrate: bool, **flags: Any) -> None:
             "--workers above 1 needs --redis-url: each worker is a separate process, "
             "and without Redis every room would be split between them."
         )
-    if settings.redis_url is not None:
-        fail("Redis scale-out is not available in this version yet; run without --redis-url.")
     if not no_migrate:
         for name in migrate_database(settings.database_url):
             click.echo(f"Applied migration {name}")

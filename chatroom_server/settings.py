@@ -24,6 +24,8 @@ class Settings:
     dev: bool = False
     database_url: str = "sqlite://chatroom.sqlite3"
     redis_url: str | None = None
+    # Prefix of every Redis key and channel, so several deployments can share a Redis.
+    redis_prefix: str = "chatroom"
     # None: a random secret is generated once and stored in the database.
     jwt_secret: str | None = field(default=None, repr=False)
     token_ttl: int = 86400

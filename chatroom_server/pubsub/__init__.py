@@ -61,6 +61,8 @@ def make_broker(
         from .memory import MemoryBroker
 
         return MemoryBroker(deliver)
-    raise ChatError(
-        "Redis scale-out is not available in this version yet; run without --redis-url."
-    )
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from .redis import RedisBroker
+
+        return RedisBroker(url, deliver, on_resync, prefix)
+    raise ChatError(f"unsupported broker URL scheme: {url.split(':', 1)[0]!r}")

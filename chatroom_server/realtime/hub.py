@@ -8,12 +8,14 @@ connection's queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
 from .. import protocol
 from ..domain import Identity, Message, Presence, Room
 from ..pubsub import Broker, BrokerUnavailable, make_broker
+from ..pubsub.presence import Entry, PresenceStore, make_presence
 from ..services import messages as message_service
 from ..services import rooms as room_service
 from .connection import CLOSE_GOING_AWAY, Connection
@@ -29,37 +31,49 @@ class LocalRoom:
     room: Room
     sequencer: Sequencer
     conns: set[Connection] = field(default_factory=set)
-    # user ID -> number of that user's local connections in the room
-    members: dict[int, int] = field(default_factory=dict)
     # Store-then-publish runs under this lock, so this process publishes in seq order.
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class Hub:
     def __init__(
-        self, redis_url: str | None, room_check_interval: float, redis_prefix: str = "chatroom"
+        self,
+        redis_url: str | None,
+        room_check_interval: float,
+        redis_prefix: str = "chatroom",
+        presence_ttl: float = 30.0,
     ) -> None:
         self.broker: Broker = make_broker(redis_url, self.deliver, self._resync, redis_prefix)
+        self.presence_store: PresenceStore = make_presence(redis_url, redis_prefix, presence_ttl)
         self.room_check_interval = room_check_interval
+        self.presence_ttl = presence_ttl
         self._rooms: dict[int, LocalRoom] = {}
-        self._watcher: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         await self.broker.connect()
-        self._watcher = asyncio.create_task(self._watch_deleted_rooms(), name="room-watcher")
+        self._tasks = [
+            asyncio.create_task(self._watch_deleted_rooms(), name="room-watcher"),
+            asyncio.create_task(self._refresh_presence(), name="presence-refresh"),
+        ]
 
     async def stop(self) -> None:
         """Close every connection with 1001 (shutting down) and disconnect the broker."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            await asyncio.wait({self._watcher})
-            self._watcher = None
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        self._tasks = []
         for local in list(self._rooms.values()):
             for conn in list(local.conns):
                 conn.close(CLOSE_GOING_AWAY, "server shutting down")
+                # The handlers may not get to run again before the loop stops.
+                with contextlib.suppress(Exception):
+                    await self.presence_store.remove(self._entry(conn))
             local.sequencer.close()
+        await self.presence_store.close()
         await self.broker.disconnect()
 
     # ------------------------------------------------------------------ membership
@@ -75,12 +89,13 @@ class Hub:
         local = self._rooms.get(room_id)
         return tuple(local.conns) if local else ()
 
-    def presence(self, room_id: int) -> Presence:
-        """Users with a connection to the room in this process, by user ID."""
-        local = self._rooms.get(room_id)
-        conns = local.conns if local else set()
-        names = {conn.user_id: conn.identity.user_name for conn in conns}
-        return Presence(sorted(names.items()), len(conns))
+    async def presence(self, room_id: int) -> Presence:
+        """Users connected to the room and open connections, on every host."""
+        return await self.presence_store.list(room_id)
+
+    @staticmethod
+    def _entry(conn: Connection) -> Entry:
+        return Entry(conn.room.id, conn.user_id, conn.identity.user_name, str(id(conn)))
 
     async def join(self, conn: Connection) -> None:
         room_id = conn.room.id
@@ -91,9 +106,11 @@ class Hub:
             await self.broker.subscribe(room_id)
             local.sequencer.start(await room_service.last_seq(room_id))
         local.conns.add(conn)
-        count = local.members.get(conn.user_id, 0) + 1
-        local.members[conn.user_id] = count
-        if count == 1:
+        try:
+            first = await self.presence_store.add(self._entry(conn))
+        except BrokerUnavailable:
+            first = False  # presence is best effort; messages are not
+        if first:
             await self._announce("join", conn.room, conn.identity)
 
     def _open_room(self, room: Room) -> LocalRoom:
@@ -115,9 +132,11 @@ class Hub:
         if local is None or conn not in local.conns:
             return
         local.conns.discard(conn)
-        local.members[conn.user_id] -= 1
-        if local.members[conn.user_id] == 0:
-            del local.members[conn.user_id]
+        try:
+            last = await self.presence_store.remove(self._entry(conn))
+        except BrokerUnavailable:
+            last = False
+        if last:
             await self._announce("leave", conn.room, conn.identity)
         if not local.conns and self._rooms.get(room_id) is local:
             del self._rooms[room_id]
@@ -153,8 +172,12 @@ class Hub:
                 payload = protocol.bus_message(message, protocol.message_frame(message))
                 try:
                     await self.broker.publish(room.id, payload)
+                    heard = self.broker.healthy
                 except BrokerUnavailable:
-                    # Stored is stored: deliver here; other hosts back-fill by seq.
+                    heard = False
+                if not heard:
+                    # Stored is stored: deliver here now (the sequencer drops the echo if
+                    # one comes); other hosts back-fill it by seq.
                     self.deliver(room.id, payload)
         return message, resend
 
@@ -183,6 +206,18 @@ class Hub:
         local = self._rooms.get(room_id)
         for conn in tuple(local.conns if local else ()):
             conn.close(code, reason)
+
+    async def _refresh_presence(self) -> None:
+        # Push this host's entries' expiry forward well before they lapse.
+        while True:
+            await asyncio.sleep(self.presence_ttl / 3)
+            entries = [self._entry(c) for local in self._rooms.values() for c in local.conns]
+            if not entries:
+                continue
+            try:
+                await self.presence_store.refresh(entries)
+            except BrokerUnavailable:
+                log.warning("could not refresh presence")
 
     async def _watch_deleted_rooms(self) -> None:
         # Rooms are deleted by the admin CLI, another process: look for them here.

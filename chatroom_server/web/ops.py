@@ -9,6 +9,7 @@ from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
 
 from ..db import ping
+from .context import ctx_of
 
 bp = Blueprint("ops")
 log = logging.getLogger("chatroom_server.web")
@@ -21,9 +22,14 @@ async def healthz(request: Request) -> HTTPResponse:
 
 @bp.get("/readyz")
 async def readyz(request: Request) -> HTTPResponse:
+    failing = []
     try:
         await asyncio.wait_for(ping(), timeout=2.0)
     except Exception as exc:
         log.warning("readiness: database unreachable (%s)", type(exc).__name__)
-        return json({"status": "unavailable", "failing": ["database"]}, status=503)
+        failing.append("database")
+    if not ctx_of(request).hub.broker.healthy:
+        failing.append("redis")
+    if failing:
+        return json({"status": "unavailable", "failing": failing}, status=503)
     return json({"status": "ok"})

@@ -56,4 +56,4 @@ async def messages(request: Request, room_id: int) -> HTTPResponse:
 @bp.get("/rooms/<room_id:int>/presence")
 async def presence(request: Request, room_id: int) -> HTTPResponse:
     room = await room_service.get_room(room_id)
-    return json(protocol.presence_json(ctx_of(request).hub.presence(room.id)))
+    return json(protocol.presence_json(await ctx_of(request).hub.presence(room.id)))
