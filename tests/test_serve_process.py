@@ -19,10 +19,12 @@ from .conftest import TIMEOUT, auth, close_code, free_port, recv_event
 
 
 class ServeProcess:
-    def __init__(self, database_url: str, cwd: Path, *extra: str) -> None:
+    def __init__(
+        self, database_url: str, cwd: Path, *extra: str, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "CHATROOM_BCRYPT_ROUNDS": "4"}
+        env = {**os.environ, "CHATROOM_BCRYPT_ROUNDS": "4", **(env or {})}
         env.pop("CHATROOM_JWT_SECRET", None)
         self.proc = subprocess.Popen(
             [
