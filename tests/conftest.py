@@ -181,9 +181,43 @@ def server_settings() -> dict[str, Any]:
     return {}
 
 
+SHARED_REDIS = os.environ.get("CHATROOM_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
 @pytest.fixture
-async def server(database_url: str, server_settings: dict[str, Any]) -> AsyncIterator[ChatServer]:
-    srv, stop = await start_server(make_settings(database_url, **server_settings))
+def broker() -> str:
+    """Which broker the `server` fixture uses. Broker-dependent modules override this
+    with `params=["memory", "redis"]` so that they run against both."""
+    return "memory"
+
+
+async def _redis_answers(url: str) -> bool:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(await client.ping())
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def broker_settings(broker: str) -> dict[str, Any]:
+    if broker == "memory":
+        return {}
+    if not await _redis_answers(SHARED_REDIS):
+        service_missing(f"Redis at {SHARED_REDIS}")
+    return {"redis_url": SHARED_REDIS, "redis_prefix": f"test-{uuid.uuid4().hex}"}
+
+
+@pytest.fixture
+async def server(
+    database_url: str, server_settings: dict[str, Any], broker_settings: dict[str, Any]
+) -> AsyncIterator[ChatServer]:
+    settings = make_settings(database_url, **{**broker_settings, **server_settings})
+    srv, stop = await start_server(settings)
     try:
         yield srv
     finally:

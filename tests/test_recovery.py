@@ -17,6 +17,12 @@ from chatroom_server.services import rooms as room_service
 from .conftest import ChatServer, auth, recv_event, recv_json
 
 
+@pytest.fixture(params=["memory", "redis"])
+def broker(request: pytest.FixtureRequest) -> str:
+    """Everything here runs with the in-process broker and with Redis."""
+    return str(request.param)
+
+
 @pytest.fixture
 def server_settings() -> dict[str, Any]:
     return {"ws_rate": 1000.0, "ws_burst": 1000}

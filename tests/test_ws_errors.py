@@ -33,6 +33,13 @@ from .conftest import (
     start_server,
 )
 
+
+@pytest.fixture(params=["memory", "redis"])
+def broker(request: pytest.FixtureRequest) -> str:
+    """Everything here runs with the in-process broker and with Redis."""
+    return str(request.param)
+
+
 PATHS = ("/ws", "/v1/ws")
 SECRET = "test-secret-" + "s" * 60  # long enough for HS512 as well
 PRESENCE = ("join", "leave")
