@@ -48,6 +48,7 @@ class Connection:
         "close_code",
         "_writer",
         "_held",
+        "_replayed_up_to",
     )
 
     def __init__(self, transport: Transport, identity: Identity, room: Room, queue_size: int):
@@ -60,6 +61,9 @@ class Connection:
         self._writer: asyncio.Task[None] | None = None
         # While a reconnecting client is replayed its backlog, live frames wait here.
         self._held: list[tuple[str, int | None]] | None = None
+        # Messages up to this ID were sent as a replay: live copies are dropped,
+        # including ones the broker hands over after the replay ended.
+        self._replayed_up_to = 0
 
     @property
     def user_id(self) -> int:
@@ -71,6 +75,8 @@ class Connection:
     def enqueue(self, text: str, message_id: int | None = None) -> None:
         """Queue a frame for this connection; close it if it cannot keep up."""
         if self.state is not State.OPEN:
+            return
+        if message_id is not None and message_id <= self._replayed_up_to:
             return
         if self._held is not None:
             if len(self._held) >= self.queue.maxsize:
@@ -92,9 +98,9 @@ class Connection:
     def release(self, replayed_up_to: int) -> None:
         """Stop holding; live messages the replay already covered are dropped."""
         held, self._held = self._held or [], None
+        self._replayed_up_to = replayed_up_to
         for text, message_id in held:
-            if message_id is None or message_id > replayed_up_to:
-                self.enqueue(text, message_id)
+            self.enqueue(text, message_id)
 
     def _put(self, text: str) -> None:
         if self.state is not State.OPEN:

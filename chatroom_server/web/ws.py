@@ -7,6 +7,7 @@ middleware, before the upgrade, so the client gets a real HTTP 403/401/400/404.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from sanic import Blueprint, Request
@@ -16,12 +17,13 @@ from websockets.exceptions import ConnectionClosed
 
 from .. import protocol
 from ..errors import BadRequest, Forbidden
-from ..realtime.connection import CLOSE_POLICY, Connection, State
+from ..realtime.connection import CLOSE_INTERNAL, CLOSE_POLICY, Connection, State
 from ..realtime.session import Session, recover
 from ..services import rooms as room_service
 from .context import bearer_token, ctx_of
 
 bp = Blueprint("ws")
+log = logging.getLogger("chatroom_server.web")
 
 
 class SanicTransport:
@@ -94,6 +96,9 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
         task = asyncio.current_task()
         if conn.state is State.OPEN or (task is not None and task.cancelling()):
             raise
+    except Exception:
+        log.exception("websocket handler failed: room=%s", conn.room.id)
+        conn.close(CLOSE_INTERNAL, "internal error")
     finally:
         expiry.cancel()
         await ctx.hub.leave(conn)
