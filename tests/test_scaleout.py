@@ -254,3 +254,22 @@ async def test_redis_outage_keeps_local_delivery_and_loses_nothing(
                 if frame["Event"] == "message":
                     replay.append(frame["Body"]["chatMessage"])
         assert replay == ["during 0", "during 1", "during 2", "after"]
+
+
+async def test_resend_on_another_host_stores_one_row(
+    tmp_path: Path, hosts: list[ServeProcess], pg_url: str, redis_url: str
+) -> None:
+    a, b = await start_hosts(hosts, tmp_path, pg_url, redis_url, (), ())
+    _, token = await signup(a.base, "ann")
+    rid = await create_room(a.base, token)
+    frame = json.dumps({"chatRoomId": rid, "chatMessage": "once", "clientMessageId": "x-1"})
+    async with ws(a, rid, token) as first:
+        await first.send(frame)
+        (original,) = await collect(first, 1)
+    async with ws(b, rid, token) as second:
+        await second.send(frame)
+        (again,) = await collect(second, 1)
+    assert again == original
+    async with httpx.AsyncClient(base_url=b.base, timeout=TIMEOUT) as http:
+        res = await http.get(f"/v1/api/chat/rooms/{rid}/messages", headers=auth(token))
+    assert [m["ID"] for m in res.json()["messages"]] == [original["ID"]]
