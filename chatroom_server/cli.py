@@ -7,6 +7,7 @@ is one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import sys
 from collections.abc import Awaitable, Callable
@@ -134,6 +135,7 @@ def _run_server(settings: Settings) -> None:
     from sanic.worker.loader import AppLoader
 
     from .app import create_served_app
+    from .workers import serve_with_manager
 
     # Every worker process rebuilds the app the same way from the same settings.
     loader = AppLoader(factory=functools.partial(create_served_app, settings))
@@ -154,8 +156,12 @@ def _run_server(settings: Settings) -> None:
         if single:
             Sanic.serve_single(primary=app)
         else:
-            Sanic.serve(primary=app, app_loader=loader)
+            serve_with_manager(app, loader)
     except OSError as exc:
+        # Only binding fails this way; another OSError (the manager's own helper
+        # process gone, say) is not about the address.
+        if exc.errno not in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            fail(f"The server stopped: {exc.strerror or exc}")
         fail(f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}")
 
 

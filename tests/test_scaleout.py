@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -47,9 +46,7 @@ def hosts(tmp_path: Path) -> Iterator[list[ServeProcess]]:
     started: list[ServeProcess] = []
     yield started
     for host in started:
-        if host.proc.poll() is None:
-            host.proc.kill()
-            host.proc.wait()
+        host.kill()
 
 
 def host_env(prefix: str) -> dict[str, str]:
@@ -193,8 +190,7 @@ async def test_leave_crosses_hosts_and_a_killed_host_drops_out_of_presence(
             return bob["ID"] in [u["ID"] for u in users]
 
         await eventually(bob_listed, "bob in presence")
-        b.proc.send_signal(signal.SIGKILL)
-        b.proc.wait()
+        b.kill()
         killed_at = time.monotonic()
 
         async def bob_gone() -> bool:
@@ -273,3 +269,30 @@ async def test_resend_on_another_host_stores_one_row(
     async with httpx.AsyncClient(base_url=b.base, timeout=TIMEOUT) as http:
         res = await http.get(f"/v1/api/chat/rooms/{rid}/messages", headers=auth(token))
     assert [m["ID"] for m in res.json()["messages"]] == [original["ID"]]
+
+
+async def test_sigterm_right_after_start_with_two_workers_exits_cleanly(
+    tmp_path: Path, hosts: list[ServeProcess], pg_url: str, redis_url: str
+) -> None:
+    # /healthz answers once one worker serves; the other may still be starting.
+    (host,) = await start_hosts(hosts, tmp_path, pg_url, redis_url, ("--workers", "2"))
+    assert await asyncio.to_thread(host.terminate) == 0
+    log = host.output()
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log
+
+
+async def test_sigterm_with_two_workers_closes_sockets_with_1001(
+    tmp_path: Path, hosts: list[ServeProcess], pg_url: str, redis_url: str
+) -> None:
+    (host,) = await start_hosts(hosts, tmp_path, pg_url, redis_url, ("--workers", "2"))
+    _, token = await signup(host.base, "ann")
+    rid = await create_room(host.base, token)
+    socks = [await ws(host, rid, token) for _ in range(4)]  # spread over both workers
+    await socks[0].send(json.dumps({"chatMessage": "live"}))
+    for sock in socks:
+        await collect(sock, 1)  # every socket, on either worker, is live
+    assert await asyncio.to_thread(host.terminate) == 0
+    for sock in socks:
+        await asyncio.wait_for(sock.wait_closed(), TIMEOUT)
+        assert sock.close_code == 1001
+    assert "Traceback" not in host.output()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -40,6 +41,8 @@ class ServeProcess:
             ],
             cwd=cwd,
             env=env,
+            # Its own process group, so that cleanup can take its workers down with it.
+            start_new_session=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -65,9 +68,15 @@ class ServeProcess:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"serve did not stop on SIGTERM:\n{self.output()}") from None
 
+    def kill(self) -> None:
+        """SIGKILL the server and every process it started (workers, helpers)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
     def output(self) -> str:
         if self.proc.poll() is None:
-            self.proc.kill()
+            self.kill()
         assert self.proc.stdout is not None
         return self.proc.stdout.read()
 
@@ -77,9 +86,7 @@ def processes(tmp_path: Path) -> Iterator[list[ServeProcess]]:
     started: list[ServeProcess] = []
     yield started
     for p in started:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
+        p.kill()
 
 
 async def test_restart_keeps_messages_and_tokens_and_sigterm_closes_1001(
