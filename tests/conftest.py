@@ -8,9 +8,11 @@ CHATROOM_REQUIRE_SERVICES=1, as in CI, where they fail instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +101,35 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> AsyncIt
     url = request.getfixturevalue("postgres_database")
     await _pg_reset(url)
     yield url
+
+
+@contextlib.asynccontextmanager
+async def fresh_pg_database(label: str) -> AsyncIterator[str]:
+    """An empty PostgreSQL database of its own, dropped afterwards."""
+    name = f"chatroom_{label}_{uuid.uuid4().hex[:10]}"
+    try:
+        await _pg_admin(f'CREATE DATABASE "{name}"')
+    except (OSError, ConnectionError) as exc:
+        service_missing(f"PostgreSQL at {PG_ADMIN_DSN} ({exc})")
+    try:
+        yield f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
+    finally:
+        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def claims_for(user: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The claims the server puts in a token for `user`; an override of None drops one."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "sub": str(user["ID"]),
+        "UserID": user["ID"],
+        "UserName": user["UserName"],
+        "Email": user["Email"],
+        "iat": now,
+        "exp": now + 3600,
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not None}
 
 
 class ChatServer:
@@ -191,7 +222,7 @@ def broker() -> str:
     return "memory"
 
 
-async def _redis_answers(url: str) -> bool:
+async def redis_answers(url: str) -> bool:
     from redis.asyncio import Redis
 
     client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
@@ -207,7 +238,7 @@ async def _redis_answers(url: str) -> bool:
 async def broker_settings(broker: str) -> dict[str, Any]:
     if broker == "memory":
         return {}
-    if not await _redis_answers(SHARED_REDIS):
+    if not await redis_answers(SHARED_REDIS):
         service_missing(f"Redis at {SHARED_REDIS}")
     return {"redis_url": SHARED_REDIS, "redis_prefix": f"test-{uuid.uuid4().hex}"}
 

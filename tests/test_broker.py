@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -24,9 +23,8 @@ from redis.asyncio import Redis
 from chatroom_server.pubsub import Broker, BrokerUnavailable, make_broker
 from chatroom_server.pubsub.redis import RedisBroker
 
-from .conftest import free_port, service_missing
+from .conftest import SHARED_REDIS, free_port, redis_answers, service_missing
 
-SHARED_REDIS = os.environ.get("CHATROOM_TEST_REDIS", "redis://127.0.0.1:6379/0")
 WAIT = 5.0
 LOGGER = "chatroom_server.pubsub"
 
@@ -76,16 +74,6 @@ async def until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
-
-
-async def redis_answers(url: str) -> bool:
-    client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        return bool(await client.ping())
-    except Exception:
-        return False
-    finally:
-        await client.aclose()
 
 
 # ---------------------------------------------------------------------- the contract

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from tortoise import Tortoise
@@ -10,7 +9,7 @@ from tortoise.migrations.api import migrate
 
 from chatroom_server.db import apply_migrations, pending_migrations, tortoise_config
 
-from .conftest import PG_ADMIN_DSN, _pg_admin, service_missing
+from .conftest import fresh_pg_database
 
 SEED = (
     "INSERT INTO rooms (name, created_at, updated_at) VALUES "
@@ -58,12 +57,5 @@ async def test_sqlite_upgrade_keeps_rows(tmp_path: Path) -> None:
 
 
 async def test_postgres_upgrade_keeps_rows() -> None:
-    name = f"chatroom_upgrade_{uuid.uuid4().hex[:10]}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, ConnectionError) as exc:
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN} ({exc})")
-    try:
-        await _upgrade_keeps_rows(f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}")
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_pg_database("upgrade") as url:
+        await _upgrade_keeps_rows(url)

@@ -26,7 +26,7 @@ from chatroom_server.domain import Identity
 from chatroom_server.services import rooms as room_service
 from chatroom_server.services.messages import store_message
 
-from .conftest import ChatServer, auth
+from .conftest import ChatServer, auth, claims_for
 
 # The server's JWT secret, set through the `server_settings` fixture so that tests can
 # forge expired or wrongly-signed tokens with the very key the server uses.
@@ -150,20 +150,6 @@ async def room_list(server: ChatServer, token: str) -> list[dict[str, Any]]:
 
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def claims_for(user: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "sub": str(user["ID"]),
-        "UserID": user["ID"],
-        "UserName": user["UserName"],
-        "Email": user["Email"],
-        "iat": now,
-        "exp": now + 3600,
-    }
-    claims.update(overrides)
-    return {k: v for k, v in claims.items() if v is not None}
 
 
 def protected_calls(room_id: int) -> list[tuple[str, str, dict[str, Any] | None]]:

@@ -14,8 +14,16 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from .conftest import PG_ADMIN_DSN, TIMEOUT, _pg_admin, auth, recv_json, service_missing
-from .test_broker import SHARED_REDIS, PrivateRedis, private_redis, redis_answers  # noqa: F401
+from .conftest import (
+    SHARED_REDIS,
+    TIMEOUT,
+    auth,
+    fresh_pg_database,
+    recv_json,
+    redis_answers,
+    service_missing,
+)
+from .test_broker import PrivateRedis, private_redis  # noqa: F401
 from .test_serve_process import ServeProcess
 
 PRESENCE_TTL = 2
@@ -23,15 +31,8 @@ PRESENCE_TTL = 2
 
 @pytest.fixture
 async def pg_url() -> AsyncIterator[str]:
-    name = f"chatroom_scale_{uuid.uuid4().hex[:10]}"
-    try:
-        await _pg_admin(f'CREATE DATABASE "{name}"')
-    except (OSError, ConnectionError) as exc:
-        service_missing(f"PostgreSQL at {PG_ADMIN_DSN} ({exc})")
-    try:
-        yield f"{PG_ADMIN_DSN.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    async with fresh_pg_database("scale") as url:
+        yield url
 
 
 @pytest.fixture

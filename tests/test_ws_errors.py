@@ -27,6 +27,7 @@ from .conftest import (
     TIMEOUT,
     ChatServer,
     auth,
+    claims_for,
     close_code,
     make_settings,
     recv_json,
@@ -137,20 +138,6 @@ async def eventually(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for: {what}")
         await asyncio.sleep(0.01)
-
-
-def claims_for(user: dict[str, Any], **overrides: Any) -> dict[str, Any]:
-    now = int(time.time())
-    claims = {
-        "sub": str(user["ID"]),
-        "UserID": user["ID"],
-        "UserName": user["UserName"],
-        "Email": user["Email"],
-        "iat": now,
-        "exp": now + 3600,
-    }
-    claims.update(overrides)
-    return claims
 
 
 def b64(data: bytes) -> str:
