@@ -39,6 +39,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
     _configure(app, settings)
     setup_errors(app)
     app.blueprint([auth.bp, rooms.bp, ws.bp, ops.bp])
+    app.on_response(ops.count_request)  # type: ignore[no-untyped-call]
     _setup_lifecycle(app)
     return app
 

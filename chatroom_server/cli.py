@@ -7,10 +7,13 @@ is one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
+import os
 import sys
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -108,7 +111,24 @@ def serve(no_migrate: bool, **flags: Any) -> None:
         for name in migrate_database(settings.database_url):
             click.echo(f"Applied migration {name}")
     _preflight(settings)
-    _run_server(settings)
+    with _metrics_directory(settings.workers):
+        _run_server(settings)
+
+
+@contextlib.contextmanager
+def _metrics_directory(workers: int) -> Iterator[None]:
+    """Several workers: prometheus-client's multiprocess mode, in a fresh directory."""
+    from .metrics import MULTIPROC_ENV
+
+    if workers == 1 or os.environ.get(MULTIPROC_ENV):
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="chatroom-metrics-") as path:
+        os.environ[MULTIPROC_ENV] = path  # inherited by every worker
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROC_ENV]
 
 
 def _preflight(settings: Settings) -> None:

@@ -292,6 +292,11 @@ async def test_sigterm_with_two_workers_closes_sockets_with_1001(
     await socks[0].send(json.dumps({"chatMessage": "live"}))
     for sock in socks:
         await collect(sock, 1)  # every socket, on either worker, is live
+    # /metrics adds up both workers, whichever one answers.
+    async with httpx.AsyncClient(base_url=host.base, timeout=TIMEOUT) as http:
+        for _ in range(4):
+            text = (await http.get("/metrics")).text
+            assert "\nchatroom_connections 4.0\n" in text, text
     assert await asyncio.to_thread(host.terminate) == 0
     for sock in socks:
         await asyncio.wait_for(sock.wait_closed(), TIMEOUT)

@@ -12,6 +12,7 @@ import enum
 import logging
 from typing import Protocol
 
+from .. import metrics
 from ..domain import Identity, Room
 
 log = logging.getLogger("chatroom_server.realtime")
@@ -80,7 +81,7 @@ class Connection:
             return
         if self._held is not None:
             if len(self._held) >= self.queue.maxsize:
-                self.close(CLOSE_POLICY, "too slow: outgoing queue full")
+                self._too_slow()
             else:
                 self._held.append((text, message_id))
             return
@@ -108,8 +109,12 @@ class Connection:
         try:
             self.queue.put_nowait(text)
         except asyncio.QueueFull:
-            log.warning("closing slow connection: user=%s room=%s", self.user_id, self.room.id)
-            self.close(CLOSE_POLICY, "too slow: outgoing queue full")
+            self._too_slow()
+
+    def _too_slow(self) -> None:
+        log.warning("closing slow connection: user=%s room=%s", self.user_id, self.room.id)
+        metrics.SLOW_CONSUMER_DISCONNECTS.inc()
+        self.close(CLOSE_POLICY, "too slow: outgoing queue full")
 
     def close(self, code: int, reason: str) -> None:
         """Close from the server side, at once, whatever the writer is doing."""

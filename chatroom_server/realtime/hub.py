@@ -12,7 +12,7 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 
-from .. import protocol
+from .. import metrics, protocol
 from ..domain import Identity, Message, Presence, Room
 from ..pubsub import Broker, BrokerUnavailable, make_broker
 from ..pubsub.presence import Entry, PresenceStore, make_presence
@@ -106,6 +106,7 @@ class Hub:
             await self.broker.subscribe(room_id)
             local.sequencer.start(await room_service.last_seq(room_id))
         local.conns.add(conn)
+        metrics.CONNECTIONS.inc()
         try:
             first = await self.presence_store.add(self._entry(conn))
         except BrokerUnavailable:
@@ -115,15 +116,19 @@ class Hub:
 
     def _open_room(self, room: Room) -> LocalRoom:
         def emit(message_id: int, frame: str) -> None:
-            for conn in tuple(local.conns):
+            conns = tuple(local.conns)
+            for conn in conns:
                 conn.enqueue(frame, message_id)
+            delivered.inc(len(conns))
 
         async def fetch(after_seq: int) -> list[tuple[Message, str]]:
             found = await message_service.after_seq(room, after_seq, BACKFILL_BATCH)
             return [(m, protocol.message_frame(m)) for m in found]
 
+        delivered = metrics.MESSAGES_DELIVERED
         local = LocalRoom(room, Sequencer(emit, fetch))
         self._rooms[room.id] = local
+        metrics.ROOMS.inc()
         return local
 
     async def leave(self, conn: Connection) -> None:
@@ -132,6 +137,7 @@ class Hub:
         if local is None or conn not in local.conns:
             return
         local.conns.discard(conn)
+        metrics.CONNECTIONS.dec()
         try:
             last = await self.presence_store.remove(self._entry(conn))
         except BrokerUnavailable:
@@ -140,6 +146,7 @@ class Hub:
             await self._announce("leave", conn.room, conn.identity)
         if not local.conns and self._rooms.get(room_id) is local:
             del self._rooms[room_id]
+            metrics.ROOMS.dec()
             local.sequencer.close()
             await self.broker.unsubscribe(room_id)
 

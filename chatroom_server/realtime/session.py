@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
 
-from .. import protocol
+from .. import metrics, protocol
 from ..errors import ChatError, InvalidMessage
 from ..services import messages as message_service
 from .connection import Connection
@@ -46,8 +47,10 @@ class Session:
 
     async def on_frame(self, data: str | bytes) -> None:
         if not self.bucket.take():
+            metrics.DROPPED_RATE_LIMITED.inc()
             self._error(protocol.RATE_LIMITED, "Too many messages; this one was dropped.")
             return
+        started = time.perf_counter()
         try:
             incoming = protocol.parse_client_frame(data, self.conn.room.id, self.max_chars)
             message, resend = await self.hub.post(
@@ -56,11 +59,17 @@ class Session:
             if resend:
                 # Stored before (the client did not see the echo): show it to this sender again.
                 self.conn.enqueue(protocol.message_frame(message), message.id)
+            else:
+                metrics.MESSAGES_RECEIVED.inc()
+                metrics.BROADCAST_LATENCY.observe(time.perf_counter() - started)
         except InvalidMessage as exc:
+            metrics.DROPPED_INVALID.inc()
             self._error(exc.code, exc.message)
         except ChatError as exc:
+            metrics.DROPPED_STORE_FAILED.inc()
             log.warning("message not stored: room=%s code=%s", self.conn.room.id, exc.code)
             self._error(protocol.STORE_FAILED, "The message could not be stored; it was not sent.")
         except Exception:
+            metrics.DROPPED_STORE_FAILED.inc()
             log.exception("unexpected error while posting a message")
             self._error(protocol.STORE_FAILED, "The message could not be stored; it was not sent.")

@@ -1,4 +1,4 @@
-"""Operations endpoints: /healthz (process alive) and /readyz (dependencies reachable)."""
+"""Operations: /healthz (process alive), /readyz (dependencies reachable), /metrics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import asyncio
 import logging
 
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse, json, raw
 
+from .. import metrics
 from ..db import ping
 from .context import ctx_of
 
@@ -33,3 +34,15 @@ async def readyz(request: Request) -> HTTPResponse:
     if failing:
         return json({"status": "unavailable", "failing": failing}, status=503)
     return json({"status": "ok"})
+
+
+@bp.get("/metrics")
+async def metrics_endpoint(request: Request) -> HTTPResponse:
+    body, content_type = metrics.render()
+    return raw(body, content_type=content_type)
+
+
+async def count_request(request: Request, response: HTTPResponse) -> None:
+    """Response middleware: requests by route pattern (bounded) and status."""
+    route = request.route.path if request.route is not None else "unmatched"
+    metrics.HTTP_REQUESTS.labels(route or "/", str(response.status)).inc()

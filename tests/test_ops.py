@@ -1,0 +1,73 @@
+"""Operations endpoints: /metrics after a short chat, /readyz when the database is gone."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from chatroom_server.db import apply_migrations
+
+from .conftest import (
+    ChatServer,
+    _pg_admin,
+    auth,
+    fresh_pg_database,
+    make_settings,
+    recv_event,
+    start_server,
+)
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    pattern = re.escape(name) + (r"\{" + labels + r"\}" if labels else "") + r" ([0-9.e+-]+)"
+    found = re.search(pattern, text)
+    assert found, f"{name} {labels} missing from /metrics"
+    return float(found.group(1))
+
+
+async def test_metrics_count_a_short_chat(server: ChatServer) -> None:
+    before = (await server.http.get("/metrics")).text
+    _, token = await server.signup()
+    rid = (await server.create_room(token))["ID"]
+    async with server.connect(rid, token) as a, server.connect(rid, token) as b:
+        await a.send(json.dumps({"chatMessage": "hello"}))
+        await recv_event(a, "message")
+        await recv_event(b, "message")
+        await a.send("not json")
+        await recv_event(a, "error")
+        res = await server.http.get("/metrics")
+        assert res.status_code == 200
+        assert res.headers["content-type"].startswith("text/plain")
+        text = res.text
+        assert metric(text, "chatroom_connections") >= 2
+        assert metric(text, "chatroom_rooms_local") >= 1
+    received = "chatroom_messages_received_total"
+    delivered = "chatroom_messages_delivered_total"
+    assert metric(text, received) - metric(before, received) == 1
+    assert metric(text, delivered) - metric(before, delivered) == 2
+    invalid = metric(text, "chatroom_messages_dropped_total", 'reason="invalid"')
+    assert invalid >= 1
+    assert metric(text, "chatroom_broadcast_latency_seconds_count") >= 1
+    assert (
+        metric(text, "chatroom_http_requests_total", 'route="v1/api/chat/create",status="200"') >= 1
+    )
+    # Bad requests are counted by route pattern, not by raw URL.
+    await server.http.get(f"/v1/api/chat/rooms/{rid}/messages?limit=0", headers=auth(token))
+    text = (await server.http.get("/metrics")).text
+    pattern = 'route="v1/api/chat/rooms/<room_id:int>/messages",status="400"'
+    assert metric(text, "chatroom_http_requests_total", pattern) >= 1
+    assert "jwt" not in text and token not in text
+
+
+async def test_readyz_names_the_database_when_it_is_gone() -> None:
+    async with fresh_pg_database("ready") as url:
+        await apply_migrations(url)
+        server, stop = await start_server(make_settings(url))
+        try:
+            assert (await server.http.get("/readyz")).json() == {"status": "ok"}
+            name = url.rsplit("/", 1)[1]
+            await _pg_admin(f'DROP DATABASE "{name}" WITH (FORCE)')  # the database is gone
+            res = await server.http.get("/readyz")
+            assert (res.status_code, res.json()["failing"]) == (503, ["database"])
+        finally:
+            await stop()
