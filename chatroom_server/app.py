@@ -9,6 +9,7 @@ from sanic_ext import Extend
 
 from . import __version__
 from .db import close_database, open_database
+from .logs import setup_logging
 from .realtime.hub import Hub
 from .security import TokenService
 from .services.secrets import shared_secret
@@ -46,22 +47,9 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
 
 def create_served_app(settings: Settings) -> App:
     """The app as `chatroom-server serve` runs it: with our log handlers set up."""
-    setup_logging(settings.dev)
-    return create_app(settings)
-
-
-def setup_logging(dev: bool) -> None:
-    # Our own loggers only: Sanic configures its own, and the root logger is left alone.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    for name, level in (
-        ("chatroom_server", logging.DEBUG if dev else logging.INFO),
-        ("tortoise", logging.WARNING),
-    ):
-        logger = logging.getLogger(name)
-        logger.handlers[:] = [handler]
-        logger.propagate = False
-        logger.setLevel(level)
+    app = create_app(settings)  # Sanic configures its loggers here: ours come after
+    setup_logging("DEBUG" if settings.dev else settings.log_level, settings.log_format)
+    return app
 
 
 def _configure(app: App, settings: Settings) -> None:

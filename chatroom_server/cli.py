@@ -99,6 +99,18 @@ def main() -> None:
 @click.option("--redis-url", default=None, metavar="URL", help="Redis for several workers/hosts.")
 @click.option("--dev", is_flag=True, default=None, help="Auto-reload and debug logs.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations at start.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default=None,
+    help="Log level (env CHATROOM_LOG_LEVEL; default INFO).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="text, or one JSON object a line (env CHATROOM_LOG_FORMAT).",
+)
 def serve(no_migrate: bool, **flags: Any) -> None:
     """Start the server (applies pending migrations first)."""
     settings = load_settings(**flags)

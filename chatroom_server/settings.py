@@ -42,6 +42,8 @@ class Settings:
     login_window: int = 900
     ping_interval: float = 20.0
     presence_ttl: int = 30
+    log_level: str = "INFO"
+    log_format: str = "text"
     # How often a process looks for deleted rooms that still have open sockets.
     room_check_interval: float = 2.0
 
@@ -94,6 +96,10 @@ class Settings:
             "room_check_interval",
         ):
             positive(name)
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("The log level must be one of DEBUG, INFO, WARNING, ERROR.")
+        if self.log_format not in ("text", "json"):
+            raise ConfigError("The log format must be text or json.")
         if not 4 <= self.bcrypt_rounds <= 31:
             raise ConfigError("CHATROOM_BCRYPT_ROUNDS must be between 4 and 31.")
         if self.port > 65535:

@@ -164,3 +164,36 @@ async def test_no_migrate_on_an_empty_database_and_port_in_use(
     assert f"Cannot listen on 127.0.0.1:{proc.port}" in busy.stderr
     assert "Traceback" not in busy.stderr + busy.stdout
     assert await asyncio.to_thread(proc.terminate) == 0
+
+
+async def test_json_logs_redact_tokens(tmp_path: Path, processes: list[ServeProcess]) -> None:
+    url = f"sqlite://{tmp_path / 'log.sqlite3'}"
+    proc = ServeProcess(url, tmp_path, "--log-format", "json", "--log-level", "info")
+    processes.append(proc)
+    await proc.ready()
+    async with httpx.AsyncClient(base_url=proc.base, timeout=TIMEOUT) as http:
+        res = await http.post(
+            "/v1/api/auth/signup",
+            json={"user_name": "lo", "email": "lo@example.com", "password": "hunter2-secret"},
+        )
+        token = res.json()["token"]
+        rid = (
+            await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token))
+        ).json()["chatRoom"]["ID"]
+        refused = await http.get(f"/v1/ws?room_id={rid}&jwt=not-a-real-token-xyz")
+        assert refused.status_code == 401
+    async with connect(f"ws://127.0.0.1:{proc.port}/v1/ws?room_id={rid}&jwt={token}") as ws:
+        await ws.send(json.dumps({"chatMessage": "a private message body"}))
+        await recv_event(ws, "message")
+    assert await asyncio.to_thread(proc.terminate) == 0
+    log = proc.output()
+    entries = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert len(entries) >= 5
+    assert all({"ts", "level", "logger", "message"} <= set(e) for e in entries)
+    # Every line is JSON but the migration report that `serve` prints before starting.
+    others = [line for line in log.splitlines() if not line.startswith("{")]
+    assert all(line.startswith("Applied migration") for line in others), others
+    messages = "\n".join(e["message"] for e in entries)
+    assert "GET /v1/ws?room_id=" in messages and "jwt=***" in messages
+    for secret in (token, "not-a-real-token-xyz", "hunter2-secret", "a private message body"):
+        assert secret not in log

@@ -38,6 +38,8 @@ def test_flags_override_environment_which_overrides_defaults() -> None:
         ({"CHATROOM_DATABASE_URL": "mysql://x"}, "must start with sqlite://"),
         ({"CHATROOM_REDIS_URL": "http://x"}, "must start with redis://"),
         ({"CHATROOM_BCRYPT_ROUNDS": "3"}, "between 4 and 31"),
+        ({"CHATROOM_LOG_LEVEL": "LOUD"}, "log level must be one of"),
+        ({"CHATROOM_LOG_FORMAT": "xml"}, "log format must be text or json"),
     ],
 )
 def test_invalid_settings_say_which_variable(env: dict[str, str], message: str) -> None:
@@ -124,3 +126,11 @@ def test_sqlite_urls_get_wal_pragmas_unless_given() -> None:
     )
     assert connection_url("sqlite://a.db?synchronous=FULL").count("synchronous") == 1
     assert connection_url("postgres://u@h/db") == "postgres://u@h/db"
+
+
+def test_redact_query_hides_secret_parameters() -> None:
+    from chatroom_server.logs import redact_query
+
+    assert redact_query("room_id=1&jwt=abc.def&since=4") == "room_id=1&jwt=***&since=4"
+    assert redact_query("") == ""
+    assert "s3cret" not in redact_query("token=s3cret&password=s3cret")

@@ -10,6 +10,7 @@ from sanic.response import HTTPResponse, json, raw
 
 from .. import metrics
 from ..db import ping
+from ..logs import access_log, redact_query
 from .context import ctx_of
 
 bp = Blueprint("ops")
@@ -43,6 +44,15 @@ async def metrics_endpoint(request: Request) -> HTTPResponse:
 
 
 async def count_request(request: Request, response: HTTPResponse) -> None:
-    """Response middleware: requests by route pattern (bounded) and status."""
+    """Response middleware: count by route pattern (bounded) and status; one access line."""
     route = request.route.path if request.route is not None else "unmatched"
     metrics.HTTP_REQUESTS.labels(route or "/", str(response.status)).inc()
+    if access_log.isEnabledFor(logging.INFO):
+        query = redact_query(request.query_string)
+        access_log.info(
+            "%s %s%s %s",
+            request.method,
+            request.path,
+            f"?{query}" if query else "",
+            response.status,
+        )

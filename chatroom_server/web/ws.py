@@ -77,6 +77,7 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
         max(0.0, identity.expires_at - time.time()), conn.close, CLOSE_POLICY, "token expired"
     )
     since: int | None = request.ctx.since
+    log.info("websocket open: room=%s user=%s", conn.room.id, identity.user_id)
     conn.start()
     if since is not None:
         conn.hold()  # live frames wait behind the backlog
@@ -103,6 +104,7 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
         expiry.cancel()
         await ctx.hub.leave(conn)
         await conn.stop()
+        log.info("websocket closed: room=%s user=%s", conn.room.id, identity.user_id)
 
 
 bp.add_websocket_route(chat_socket, "/ws", name="ws")
