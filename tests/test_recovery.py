@@ -219,3 +219,19 @@ async def test_sequencer_resync_picks_up_what_the_broker_lost() -> None:
         await asyncio.sleep(0)
     assert emitted == [10, 11]
     seq.close()
+
+
+async def test_clients_leaving_mid_send_never_wedge_the_database(server: ChatServer) -> None:
+    """A sender that closes right after sending may cancel its handler while the
+    message is being stored; the store must finish or not start, never hang."""
+    _, token = await server.signup()
+    rid = (await server.create_room(token))["ID"]
+    for i in range(15):
+        async with server.connect(rid, token) as ws:
+            await ws.send(json.dumps({"chatMessage": f"bye {i}", "clientMessageId": f"b{i}"}))
+    # The database still answers, and a normal send still goes through.
+    res = await server.http.get(f"/v1/api/chat/rooms/{rid}/messages", headers=auth(token))
+    assert res.status_code == 200
+    async with server.connect(rid, token) as ws:
+        await ws.send(json.dumps({"chatMessage": "after"}))
+        assert (await recv_event(ws, "message"))["Body"]["chatMessage"] == "after"

@@ -19,6 +19,7 @@ log = logging.getLogger("chatroom_server.realtime")
 
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001  # server shutting down, or room deleted
+CLOSE_INVALID_DATA = 1007  # a text frame that is not UTF-8
 CLOSE_POLICY = 1008  # token expired, too slow, policy violation
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011

@@ -18,7 +18,7 @@ from ..pubsub import Broker, BrokerUnavailable, make_broker
 from ..pubsub.presence import Entry, PresenceStore, make_presence
 from ..services import messages as message_service
 from ..services import rooms as room_service
-from .connection import CLOSE_GOING_AWAY, Connection
+from .connection import CLOSE_GOING_AWAY, CLOSE_INTERNAL, Connection
 from .sequencer import BACKFILL_BATCH, Sequencer
 
 log = logging.getLogger("chatroom_server.realtime")
@@ -48,6 +48,7 @@ class Hub:
         self.room_check_interval = room_check_interval
         self.presence_ttl = presence_ttl
         self._rooms: dict[int, LocalRoom] = {}
+        self._joining: dict[Connection, asyncio.Future[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -98,15 +99,40 @@ class Hub:
         return Entry(conn.room.id, conn.user_id, conn.identity.user_name, str(id(conn)))
 
     async def join(self, conn: Connection) -> None:
+        """Add a connection to its room (subscribing the process on its first one).
+
+        Membership changes run to the end even if the caller is cancelled (Sanic
+        cancels a handler whose client went away): a room left half-opened would
+        hold every later message back.
+        """
+        task = asyncio.ensure_future(self._join(conn))
+        self._joining[conn] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._joining.pop(conn, None)
+
+    async def _join(self, conn: Connection) -> None:
         room_id = conn.room.id
         local = self._rooms.get(room_id)
+        opened = local is None
         if local is None:
             local = self._open_room(conn.room)
-            # Subscribe first, then read where the room is: nothing falls in between.
-            await self.broker.subscribe(room_id)
-            local.sequencer.start(await room_service.last_seq(room_id))
+        # In the room before any await, so that nobody else's leave closes it meanwhile.
         local.conns.add(conn)
         metrics.CONNECTIONS.inc()
+        if opened:
+            try:
+                # Subscribe first, then read where the room is: nothing falls in between.
+                await self.broker.subscribe(room_id)
+                local.sequencer.start(await room_service.last_seq(room_id))
+            except Exception:
+                log.exception("could not open room %s", room_id)
+                for other in tuple(local.conns):
+                    other.close(CLOSE_INTERNAL, "internal error")
+                await self._drop(conn)
+                raise
         try:
             first = await self.presence_store.add(self._entry(conn))
         except BrokerUnavailable:
@@ -132,23 +158,36 @@ class Hub:
         return local
 
     async def leave(self, conn: Connection) -> None:
-        room_id = conn.room.id
-        local = self._rooms.get(room_id)
-        if local is None or conn not in local.conns:
+        """Remove a connection (after its join, if that is still running); idempotent."""
+        pending = self._joining.pop(conn, None)
+        if pending is not None:
+            await asyncio.wait({pending})
+        await asyncio.shield(asyncio.ensure_future(self._leave(conn)))
+
+    async def _leave(self, conn: Connection) -> None:
+        if not await self._drop(conn):
             return
-        local.conns.discard(conn)
-        metrics.CONNECTIONS.dec()
         try:
             last = await self.presence_store.remove(self._entry(conn))
         except BrokerUnavailable:
             last = False
         if last:
             await self._announce("leave", conn.room, conn.identity)
+
+    async def _drop(self, conn: Connection) -> bool:
+        """Take the connection out of its room; close the room when it was the last."""
+        room_id = conn.room.id
+        local = self._rooms.get(room_id)
+        if local is None or conn not in local.conns:
+            return False
+        local.conns.discard(conn)
+        metrics.CONNECTIONS.dec()
         if not local.conns and self._rooms.get(room_id) is local:
             del self._rooms[room_id]
             metrics.ROOMS.dec()
             local.sequencer.close()
             await self.broker.unsubscribe(room_id)
+        return True
 
     async def _announce(self, event: str, room: Room, who: Identity) -> None:
         payload = protocol.bus_presence(
@@ -167,8 +206,17 @@ class Hub:
         """Store the message (committed), then publish it once to every process.
 
         Returns the message and whether it was a resend of one already stored
-        (which is not published again).
+        (which is not published again). Once started, the write finishes even if
+        the sender's handler is cancelled (its client went away): a transaction
+        cut in the middle could leave the database connection locked, and a
+        half-sent message is worse than a finished one.
         """
+        work = asyncio.ensure_future(self._store_and_publish(room, author, text, client_message_id))
+        return await asyncio.shield(work)
+
+    async def _store_and_publish(
+        self, room: Room, author: Identity, text: str, client_message_id: str | None
+    ) -> tuple[Message, bool]:
         local = self._rooms.get(room.id)
         lock = local.lock if local is not None else asyncio.Lock()
         async with lock:

@@ -9,15 +9,25 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.exceptions import WebsocketClosed
+from sanic.server.websockets.frame import WebsocketFrameAssembler
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
 from .. import protocol
 from ..errors import BadRequest, Forbidden
-from ..realtime.connection import CLOSE_INTERNAL, CLOSE_POLICY, Connection, State
+from ..realtime.connection import (
+    CLOSE_INTERNAL,
+    CLOSE_INVALID_DATA,
+    CLOSE_POLICY,
+    Connection,
+    State,
+)
 from ..realtime.session import Session, recover
 from ..services import rooms as room_service
 from .context import bearer_token, ctx_of
@@ -44,6 +54,31 @@ class SanicTransport:
         waiting = self.ws.recv_cancel
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
+
+
+# Sanic decodes text frames in a background task, where a bad byte sequence is an
+# unhandled error and the connection then hangs without a word. This assembler
+# (the same object, its class swapped) reports it instead, so that the
+# connection is closed with 1007.
+_bad_text_handlers: weakref.WeakKeyDictionary[Any, Callable[[], None]] = weakref.WeakKeyDictionary()
+
+
+class _CheckedAssembler(WebsocketFrameAssembler):
+    __slots__ = ()
+
+    async def put(self, frame: Any) -> None:
+        try:
+            await super().put(frame)
+        except UnicodeDecodeError:
+            handler = _bad_text_handlers.get(self.protocol)
+            if handler is not None:
+                handler()
+
+
+def guard_text_frames(ws: WebsocketImplProtocol, conn: Connection) -> None:
+    """Close `conn` with 1007 when its client sends a text frame that is not UTF-8."""
+    _bad_text_handlers[ws] = lambda: conn.close(CLOSE_INVALID_DATA, "text frame is not UTF-8")
+    ws.assembler.__class__ = _CheckedAssembler
 
 
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
@@ -78,6 +113,7 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     )
     since: int | None = request.ctx.since
     log.info("websocket open: room=%s user=%s", conn.room.id, identity.user_id)
+    guard_text_frames(ws, conn)
     conn.start()
     if since is not None:
         conn.hold()  # live frames wait behind the backlog
