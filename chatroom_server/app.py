@@ -16,7 +16,7 @@ from .services.secrets import shared_secret
 from .services.throttle import LoginThrottle
 from .services.users import UserService
 from .settings import Settings
-from .web import auth, ops, rooms, ws
+from .web import auth, ops, rooms, static, ws
 from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
 
@@ -39,7 +39,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
     app: App = Sanic(name, ctx=ctx, error_handler=ChatErrorHandler())
     _configure(app, settings)
     setup_errors(app)
-    app.blueprint([auth.bp, rooms.bp, ws.bp, ops.bp])
+    app.blueprint([auth.bp, rooms.bp, ws.bp, ops.bp, static.bp])
     app.on_response(ops.count_request)  # type: ignore[no-untyped-call]
     _setup_lifecycle(app)
     return app

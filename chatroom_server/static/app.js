@@ -1,0 +1,368 @@
+// The chat client: sign-in, rooms, one open room with history, live messages,
+// presence and reconnection. Uses only the public REST API and websocket.
+
+import { api, loadSession, saveSession } from "./api.js";
+import { RoomSocket } from "./socket.js";
+import { $, el, markFailed, messageItem, pendingItem, setList, systemItem } from "./view.js";
+
+const PAGE = 50;
+const ROOM_POLL_MS = 5000;
+
+let session = loadSession(); // { token, user }
+let rooms = [];
+let shownRooms = "";
+let roomPoll = null;
+let room = null; // the open room: { id, name, socket, ids, oldest, newest, hasMore, pending }
+
+const list = $("messages");
+const scroller = $("scroller");
+
+// ---------------------------------------------------------------- session
+
+function showAuth(message = "") {
+  closeRoom();
+  clearInterval(roomPoll);
+  $("chat-view").hidden = true;
+  $("auth-view").hidden = false;
+  $("logout").hidden = $("me").hidden = true;
+  $("auth-error").textContent = message;
+  setStatus("idle");
+  $("auth-email").focus();
+}
+
+function showChat() {
+  $("auth-view").hidden = true;
+  $("chat-view").hidden = false;
+  $("me").textContent = `Signed in as ${session.user.UserName}`;
+  $("logout").hidden = $("me").hidden = false;
+  refreshRooms().then(() => {
+    const wanted = Number(/^#room-(\d+)$/.exec(location.hash)?.[1]);
+    if (wanted) openRoom(wanted);
+  });
+  roomPoll = setInterval(refreshRooms, ROOM_POLL_MS);
+}
+
+function logOut(message = "") {
+  session = null;
+  saveSession(null);
+  history.replaceState(null, "", location.pathname);
+  showAuth(message);
+}
+
+// Any API call made with our token: a 401 means the session is over.
+async function authed(call, onError) {
+  try {
+    return await call(session.token);
+  } catch (error) {
+    if (error.status === 401) logOut(error.message);
+    else if (onError) onError(error.message);
+    return null;
+  }
+}
+
+$("auth-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const signup = event.submitter?.value === "signup";
+  const name = $("auth-user-name").value.trim();
+  const email = $("auth-email").value.trim();
+  const password = $("auth-password").value;
+  const error = $("auth-error");
+  if (signup && !name) return void (error.textContent = "Choose a user name to sign up.");
+  if (!email || !password) return void (error.textContent = "Enter your email and password.");
+  const buttons = event.currentTarget.querySelectorAll("button");
+  buttons.forEach((b) => (b.disabled = true));
+  error.textContent = signup ? "Signing up…" : "Logging in…";
+  try {
+    const data = signup ? await api.signup(name, email, password) : await api.login(email, password);
+    session = { token: data.token, user: data.user };
+    saveSession(session);
+    $("auth-password").value = "";
+    error.textContent = "";
+    showChat();
+  } catch (failure) {
+    error.textContent = failure.message;
+  } finally {
+    buttons.forEach((b) => (b.disabled = false));
+  }
+});
+
+$("logout").addEventListener("click", () => logOut());
+
+// ---------------------------------------------------------------- rooms
+
+async function refreshRooms() {
+  if (!session) return;
+  const data = await authed((t) => api.rooms(t), (m) => ($("room-error").textContent = m));
+  if (!data) return;
+  rooms = data.chatRooms;
+  // Re-render only on a change, so a keyboard user's focus stays where it is.
+  const shape = JSON.stringify([room?.id, rooms.map((r) => [r.ID, r.name])]);
+  if (shape === shownRooms) return;
+  shownRooms = shape;
+  setList(
+    $("rooms"),
+    rooms.map((r) => {
+      const button = el("button", "room-link", r.name);
+      button.type = "button";
+      if (room && room.id === r.ID) button.setAttribute("aria-current", "true");
+      button.addEventListener("click", () => openRoom(r.ID));
+      const item = el("li");
+      item.append(button);
+      return item;
+    }),
+  );
+}
+
+$("room-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("room-name");
+  const error = $("room-error");
+  const name = input.value;
+  if (!name.trim()) return void (error.textContent = "Give the room a name.");
+  error.textContent = "";
+  const data = await authed((t) => api.createRoom(t, name), (m) => (error.textContent = m));
+  if (!data) return;
+  if (input.value === name) input.value = "";
+  await refreshRooms();
+  openRoom(data.chatRoom.ID);
+});
+
+// ---------------------------------------------------------------- the open room
+
+function closeRoom() {
+  if (room) room.socket?.stop();
+  room = null;
+  list.replaceChildren();
+  setList($("online"), []);
+  $("room-title").textContent = "Pick a room";
+  $("load-older").hidden = true;
+  $("room-status").textContent = "";
+  setComposer(false);
+  $("chat-view").classList.remove("room-open");
+}
+
+async function openRoom(id) {
+  const info = rooms.find((r) => r.ID === id);
+  closeRoom();
+  if (!info) {
+    $("room-error").textContent = "That room does not exist (any more).";
+    history.replaceState(null, "", location.pathname);
+    return;
+  }
+  const current = { id, name: info.name, ids: new Set(), oldest: null, newest: null };
+  Object.assign(current, { hasMore: false, pending: new Map(), socket: null });
+  room = current;
+  history.replaceState(null, "", `#room-${id}`);
+  $("room-title").textContent = info.name;
+  $("chat-view").classList.add("room-open");
+  refreshRooms();
+  const page = await authed((t) => api.history(t, id, { limit: PAGE }), showRoomError);
+  if (room !== current) return;
+  if (page) {
+    page.messages.forEach(addMessage);
+    setOlder(page.hasMore);
+  }
+  scrollToEnd();
+  current.socket = new RoomSocket(id, session.token, {
+    lastId: () => current.newest ?? 0,
+    onFrame: (frame) => room === current && onFrame(frame),
+    onOpen: () => room === current && onOpen(),
+    onState: (state, delay) => room === current && setStatus(state, delay),
+    onFailure: () => probeRoom(current),
+  });
+  setComposer(true);
+  $("message").focus();
+}
+
+function showRoomError(message) {
+  $("room-status").textContent = message;
+}
+
+// The socket was refused or closed: is the token or the room gone?
+async function probeRoom(current) {
+  try {
+    await api.history(session.token, current.id, { limit: 1 });
+    return true;
+  } catch (error) {
+    if (error.status === 401) logOut(error.message);
+    else if (error.status === 404) {
+      showRoomError("This room has been deleted.");
+      setComposer(false);
+      refreshRooms();
+    } else return true; // the network or the server: keep trying
+    return false;
+  }
+}
+
+function onOpen() {
+  $("room-status").textContent = "";
+  refreshPresence();
+  // Messages typed while disconnected go out now; the server ignores repeats.
+  for (const [clientMessageId, entry] of room.pending) {
+    room.socket.send({ chatRoomId: room.id, chatMessage: entry.text, clientMessageId });
+  }
+}
+
+function onFrame({ Event: event, Body: body }) {
+  if (event === "message") {
+    const nearEnd = isNearEnd();
+    const own = room.pending.get(body.clientMessageId);
+    if (own) {
+      own.item.remove();
+      room.pending.delete(body.clientMessageId);
+    }
+    addMessage(body);
+    if (nearEnd || own) scrollToEnd();
+  } else if (event === "join" || event === "leave") {
+    const nearEnd = isNearEnd();
+    placeAtEnd(systemItem(body.chatMessage));
+    if (nearEnd) scrollToEnd();
+    refreshPresence();
+  } else if (event === "recovered") {
+    if (body.count > 0) placeAtEnd(systemItem(`Caught up on ${body.count} missed messages.`));
+    if (!body.complete) backfill(room, room.newest);
+    scrollToEnd();
+  } else if (event === "error") {
+    // Frames are handled in order: an error answers our oldest unconfirmed message.
+    const [oldest] = room.pending;
+    if (oldest) {
+      markFailed(oldest[1].item, body.chatMessage);
+      room.pending.delete(oldest[0]);
+    }
+    showRoomError(body.chatMessage);
+  }
+}
+
+// More was missed than the server replays: page through the history API.
+async function backfill(current, after) {
+  let cursor = after ?? 0;
+  for (;;) {
+    const page = await authed((t) => api.history(t, current.id, { after: cursor, limit: 200 }));
+    if (!page || room !== current) return;
+    page.messages.forEach(addMessage);
+    if (!page.hasMore || !page.messages.length) return;
+    cursor = page.messages[page.messages.length - 1].ID;
+  }
+}
+
+function addMessage(msg) {
+  if (room.ids.has(msg.ID)) return;
+  room.ids.add(msg.ID);
+  const item = messageItem(msg, msg.chatUserId === session.user.ID);
+  if (room.newest === null || msg.ID > room.newest) {
+    placeAtEnd(item);
+  } else {
+    // Older than what we show: before the first message with a larger ID.
+    const later = [...list.querySelectorAll("li[data-id]")].find((li) => +li.dataset.id > msg.ID);
+    later.before(item);
+  }
+  room.newest = Math.max(room.newest ?? msg.ID, msg.ID);
+  room.oldest = Math.min(room.oldest ?? msg.ID, msg.ID);
+}
+
+// At the bottom, but above our own messages that are still on their way.
+function placeAtEnd(item) {
+  const firstPending = list.querySelector("li.pending");
+  if (firstPending) firstPending.before(item);
+  else list.append(item);
+}
+
+// ---------------------------------------------------------------- older history
+
+function setOlder(hasMore) {
+  room.hasMore = hasMore;
+  $("load-older").hidden = !hasMore;
+}
+
+async function loadOlder() {
+  const current = room;
+  if (!current || !current.hasMore || current.loadingOlder || current.oldest === null) return;
+  current.loadingOlder = true;
+  const button = $("load-older");
+  button.disabled = true;
+  const query = { before: current.oldest, limit: PAGE };
+  const page = await authed((t) => api.history(t, current.id, query), showRoomError);
+  current.loadingOlder = false;
+  button.disabled = false;
+  if (!page || room !== current) return;
+  const height = scroller.scrollHeight;
+  page.messages.forEach(addMessage);
+  scroller.scrollTop += scroller.scrollHeight - height; // keep what the reader was looking at
+  setOlder(page.hasMore);
+}
+
+$("load-older").addEventListener("click", loadOlder);
+scroller.addEventListener("scroll", () => scroller.scrollTop < 40 && loadOlder());
+
+// ---------------------------------------------------------------- presence
+
+async function refreshPresence() {
+  const current = room;
+  const data = await authed((t) => api.presence(t, current.id));
+  if (!data || room !== current) return;
+  const me = session.user.ID;
+  const names = data.users.map((u) => (u.ID === me ? `${u.UserName} (you)` : u.UserName));
+  setList($("online"), names.sort((a, b) => a.localeCompare(b)).map((n) => el("li", "", n)));
+}
+
+// ---------------------------------------------------------------- sending
+
+function setComposer(enabled) {
+  $("message").disabled = !enabled;
+  $("send-form").querySelector("button").disabled = !enabled;
+}
+
+function newClientId() {
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
+}
+
+$("send-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = $("message");
+  const text = input.value;
+  if (!room || !text.trim()) return;
+  const clientMessageId = newClientId();
+  const item = pendingItem(text, session.user.UserName);
+  list.append(item);
+  room.pending.set(clientMessageId, { text, item });
+  room.socket?.send({ chatRoomId: room.id, chatMessage: text, clientMessageId });
+  input.value = "";
+  scrollToEnd();
+});
+
+$("message").addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    $("send-form").requestSubmit();
+  }
+});
+
+$("back").addEventListener("click", () => $("chat-view").classList.remove("room-open"));
+
+// ---------------------------------------------------------------- status
+
+const STATUS = {
+  idle: "Not connected",
+  connecting: "Connecting…",
+  online: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline: will reconnect when the network is back",
+};
+
+function setStatus(state, delay) {
+  const node = $("status");
+  node.dataset.state = state;
+  node.textContent =
+    state === "waiting" ? `Disconnected: retrying in ${Math.ceil(delay / 1000)} s` : STATUS[state];
+}
+
+function isNearEnd() {
+  return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+}
+
+function scrollToEnd() {
+  scroller.scrollTop = scroller.scrollHeight;
+}
+
+if (session) showChat();
+else showAuth();

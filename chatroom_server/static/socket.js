@@ -1,0 +1,116 @@
+// One room's live connection. When it drops it reconnects with exponential
+// backoff and jitter, passing since=<last message ID> so the server replays
+// whatever was missed (and then sends a `recovered` frame).
+
+const BASE_DELAY_MS = 500;
+const MAX_DELAY_MS = 15000;
+
+export class RoomSocket {
+  // handlers: lastId() -> number | null, onFrame(frame), onOpen(), onState(state, delayMs),
+  // onFailure() -> Promise<boolean> (false: stop trying, e.g. the room is gone)
+  constructor(roomId, token, handlers) {
+    this.roomId = roomId;
+    this.token = token;
+    this.h = handlers;
+    this.ws = null;
+    this.timer = null;
+    this.attempt = 0;
+    this.stopped = false;
+    // The browser tells us when the network goes and comes back: a socket may not
+    // notice a dead network for a long time, so drop it now and retry at once later.
+    this.goneOffline = () => this.detach("offline");
+    this.backOnline = () => this.retryNow();
+    window.addEventListener("offline", this.goneOffline);
+    window.addEventListener("online", this.backOnline);
+    this.connect();
+  }
+
+  connect() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (this.stopped || this.ws) return;
+    if (!navigator.onLine) {
+      this.h.onState("offline");
+      return;
+    }
+    const query = new URLSearchParams({ room_id: this.roomId, jwt: this.token });
+    const since = this.h.lastId();
+    if (since !== null) query.set("since", since);
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${location.host}/v1/ws?${query}`);
+    this.ws = ws;
+    let opened = false;
+    this.h.onState(this.attempt ? "reconnecting" : "connecting");
+    ws.onopen = () => {
+      opened = true;
+      this.attempt = 0;
+      this.h.onState("online");
+      this.h.onOpen();
+    };
+    ws.onmessage = (event) => {
+      let frame;
+      try {
+        frame = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (frame && typeof frame.Event === "string") this.h.onFrame(frame);
+    };
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.closed(event.code, opened);
+    };
+  }
+
+  async closed(code, opened) {
+    if (this.stopped) return;
+    this.h.onState("reconnecting");
+    // Refused before the upgrade, or closed for a reason: ask the REST API why.
+    if ((!opened || code === 1008 || code === 1001) && !(await this.h.onFailure())) {
+      this.stop();
+      return;
+    }
+    this.schedule();
+  }
+
+  schedule() {
+    if (this.stopped || this.timer) return;
+    const ceiling = Math.min(MAX_DELAY_MS, BASE_DELAY_MS * 2 ** this.attempt);
+    this.attempt += 1;
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    this.h.onState("waiting", delay);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  detach(state) {
+    const ws = this.ws;
+    this.ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      ws.close(1000);
+    }
+    if (!this.stopped) this.h.onState(state);
+  }
+
+  retryNow() {
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.attempt = 0;
+    this.connect();
+  }
+
+  send(frame) {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    window.removeEventListener("offline", this.goneOffline);
+    window.removeEventListener("online", this.backOnline);
+    this.detach("idle");
+  }
+}

@@ -1,0 +1,58 @@
+// Small DOM helpers. User text only ever goes in through textContent.
+
+export const $ = (id) => document.getElementById(id);
+
+export function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function parseTime(ts) {
+  // Microseconds are more than Date needs: keep milliseconds.
+  const date = new Date(String(ts).replace(/(\.\d{3})\d+/, "$1"));
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+function timeElement(ts) {
+  const node = el("time", "time");
+  const date = parseTime(ts);
+  if (!date) return node;
+  const sameDay = date.toDateString() === new Date().toDateString();
+  const clock = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  node.textContent = sameDay ? clock : `${date.toLocaleDateString()} ${clock}`;
+  node.dateTime = date.toISOString();
+  node.title = date.toLocaleString();
+  return node;
+}
+
+export function messageItem(msg, own) {
+  const item = el("li", own ? "msg own" : "msg");
+  item.dataset.id = String(msg.ID);
+  const meta = el("div", "meta");
+  meta.append(el("span", "author", msg.chatUser), timeElement(msg.ChatMessageTs));
+  item.append(meta, el("p", "text", msg.chatMessage));
+  return item;
+}
+
+export function pendingItem(text, author) {
+  const item = el("li", "msg own pending");
+  const meta = el("div", "meta");
+  meta.append(el("span", "author", author), el("span", "time", "sending…"));
+  item.append(meta, el("p", "text", text));
+  return item;
+}
+
+export function markFailed(item, reason) {
+  item.classList.replace("pending", "failed");
+  item.querySelector(".time").textContent = `not sent: ${reason}`;
+}
+
+export function systemItem(text) {
+  return el("li", "system", text);
+}
+
+export function setList(list, items) {
+  list.replaceChildren(...items);
+}
