@@ -26,9 +26,9 @@ def run_tool(*args: str) -> subprocess.CompletedProcess[str]:
 def test_ruff_lint_and_format() -> None:
     if shutil.which("ruff") is None and run_tool("ruff", "--version").returncode != 0:
         pytest.fail("ruff is not installed: pip install -e '.[test]'")
-    lint = run_tool("ruff", "check", "chatroom_server", "tests", ".ci")
+    lint = run_tool("ruff", "check", "chatroom_server", "tests", ".ci", "benchmarks")
     assert lint.returncode == 0, lint.stdout + lint.stderr
-    fmt = run_tool("ruff", "format", "--check", "chatroom_server", "tests", ".ci")
+    fmt = run_tool("ruff", "format", "--check", "chatroom_server", "tests", ".ci", "benchmarks")
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from .conftest import TIMEOUT, auth, close_code, free_port, recv_event
 
@@ -197,3 +198,71 @@ async def test_json_logs_redact_tokens(tmp_path: Path, processes: list[ServeProc
     assert "GET /v1/ws?room_id=" in messages and "jwt=***" in messages
     for secret in (token, "not-a-real-token-xyz", "hunter2-secret", "a private message body"):
         assert secret not in log
+
+
+async def test_sigterm_under_load_keeps_every_confirmed_message(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    url = f"sqlite://{tmp_path / 'load.sqlite3'}"
+    proc = ServeProcess(
+        url, tmp_path, env={"CHATROOM_WS_RATE": "1000", "CHATROOM_WS_BURST": "1000"}
+    )
+    processes.append(proc)
+    await proc.ready()
+    async with httpx.AsyncClient(base_url=proc.base, timeout=TIMEOUT) as http:
+        res = await http.post(
+            "/v1/api/auth/signup",
+            json={"user_name": "ld", "email": "ld@example.com", "password": "password1"},
+        )
+        token = res.json()["token"]
+        rid = (
+            await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token))
+        ).json()["chatRoom"]["ID"]
+    confirmed: list[int] = []
+    codes: list[int | None] = []
+    started = asyncio.Event()
+
+    async def sender(n: int) -> None:
+        ws_url = f"ws://127.0.0.1:{proc.port}/v1/ws?room_id={rid}&jwt={token}"
+        async with connect(ws_url, max_queue=None) as ws:
+            try:
+                i = 0
+                while True:
+                    await ws.send(json.dumps({"chatMessage": f"s{n}-{i}"}))
+                    i += 1
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+                    while frame["Event"] != "message":
+                        frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+                    confirmed.append(frame["Body"]["ID"])
+                    if len(confirmed) >= 30:
+                        started.set()
+            except ConnectionClosed:
+                codes.append(ws.close_code)
+
+    senders = [asyncio.create_task(sender(n)) for n in range(4)]
+    await asyncio.wait_for(started.wait(), TIMEOUT)
+    assert await asyncio.to_thread(proc.terminate) == 0
+    await asyncio.wait_for(asyncio.gather(*senders), TIMEOUT)
+    assert codes == [1001] * 4
+    log = proc.output()
+    for noise in ("Traceback", "Task was destroyed", "CancelledError"):
+        assert noise not in log, log
+    # Every message a sender saw confirmed is in the database.
+    restarted = ServeProcess(url, tmp_path, "--no-migrate")
+    processes.append(restarted)
+    await restarted.ready()
+    async with httpx.AsyncClient(base_url=restarted.base, timeout=TIMEOUT) as http:
+        stored: list[int] = []
+        after = 0
+        while True:
+            res = await http.get(
+                f"/v1/api/chat/rooms/{rid}/messages",
+                params={"after": after, "limit": 200},
+                headers=auth(token),
+            )
+            page = res.json()
+            stored += [m["ID"] for m in page["messages"]]
+            if not page["hasMore"]:
+                break
+            after = stored[-1]
+    assert set(confirmed) <= set(stored)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .. import metrics, protocol
 from ..domain import Identity, Message, Presence, Room
+from ..errors import StorageError
 from ..pubsub import Broker, BrokerUnavailable, make_broker
 from ..pubsub.presence import Entry, PresenceStore, make_presence
 from ..services import messages as message_service
@@ -49,6 +50,8 @@ class Hub:
         self.presence_ttl = presence_ttl
         self._rooms: dict[int, LocalRoom] = {}
         self._joining: dict[Connection, asyncio.Future[None]] = {}
+        self._writes: set[asyncio.Future[tuple[Message, bool]]] = set()
+        self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
@@ -62,6 +65,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Close every connection with 1001 (shutting down) and disconnect the broker."""
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         if self._tasks:
@@ -70,6 +74,11 @@ class Hub:
         for local in list(self._rooms.values()):
             for conn in list(local.conns):
                 conn.close(CLOSE_GOING_AWAY, "server shutting down")
+        if self._writes:
+            # Messages being stored now finish (committed, or their sender was told).
+            await asyncio.wait(set(self._writes), timeout=10)
+        for local in list(self._rooms.values()):
+            for conn in list(local.conns):
                 # The handlers may not get to run again before the loop stops.
                 with contextlib.suppress(Exception):
                     await self.presence_store.remove(self._entry(conn))
@@ -211,8 +220,18 @@ class Hub:
         cut in the middle could leave the database connection locked, and a
         half-sent message is worse than a finished one.
         """
+        if self._stopping:
+            raise StorageError("The server is shutting down; the message was not stored.")
         work = asyncio.ensure_future(self._store_and_publish(room, author, text, client_message_id))
+        self._writes.add(work)
+        work.add_done_callback(self._write_done)
         return await asyncio.shield(work)
+
+    def _write_done(self, work: asyncio.Future[tuple[Message, bool]]) -> None:
+        self._writes.discard(work)
+        # Its caller may be gone (cancelled): the outcome is logged, never left unread.
+        if not work.cancelled() and work.exception() is not None:
+            log.warning("message write failed: %s", type(work.exception()).__name__)
 
     async def _store_and_publish(
         self, room: Room, author: Identity, text: str, client_message_id: str | None
