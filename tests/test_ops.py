@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
+
+import pytest
 
 from chatroom_server.db import apply_migrations
 
@@ -71,3 +74,25 @@ async def test_readyz_names_the_database_when_it_is_gone() -> None:
             assert (res.status_code, res.json()["failing"]) == (503, ["database"])
         finally:
             await stop()
+
+
+class TestCors:
+    @pytest.fixture
+    def server_settings(self) -> dict[str, Any]:
+        return {"cors_origins": "http://app.example"}
+
+    async def test_preflight_follows_cors_origins(self, server: ChatServer) -> None:
+        headers = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type",
+        }
+        ok = await server.http.options(
+            "/v1/api/chat/rooms", headers={**headers, "Origin": "http://app.example"}
+        )
+        assert ok.status_code == 204
+        assert ok.headers["access-control-allow-origin"] == "http://app.example"
+        assert "authorization" in ok.headers["access-control-allow-headers"].lower()
+        other = await server.http.options(
+            "/v1/api/chat/rooms", headers={**headers, "Origin": "http://evil.example"}
+        )
+        assert "access-control-allow-origin" not in other.headers
