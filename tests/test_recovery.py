@@ -235,3 +235,31 @@ async def test_clients_leaving_mid_send_never_wedge_the_database(server: ChatSer
     async with server.connect(rid, token) as ws:
         await ws.send(json.dumps({"chatMessage": "after"}))
         assert (await recv_event(ws, "message"))["Body"]["chatMessage"] == "after"
+
+
+async def test_closed_connections_leave_nothing_behind(server: ChatServer) -> None:
+    import gc
+
+    from chatroom_server.realtime.connection import Connection
+
+    def live_connections() -> int:
+        gc.collect()
+        return sum(isinstance(o, Connection) for o in gc.get_objects())
+
+    _, token = await server.signup()
+    rid = (await server.create_room(token))["ID"]
+    async with server.connect(rid, token) as ws:  # warm up
+        await ws.send(json.dumps({"chatMessage": "w"}))
+        await recv_event(ws, "message")
+    baseline = live_connections()
+    for i in range(30):
+        async with server.connect(rid, token) as ws:
+            await ws.send(json.dumps({"chatMessage": f"m{i}"}))
+            await recv_event(ws, "message")
+    hub = server.app.ctx.hub
+    for _ in range(100):  # the last handler may still be finishing its cleanup
+        if hub.connection_count == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert hub.connection_count == 0 and hub.rooms() == []
+    assert live_connections() <= baseline

@@ -138,6 +138,7 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
         conn.close(CLOSE_INTERNAL, "internal error")
     finally:
         expiry.cancel()
+        _bad_text_handlers.pop(ws, None)  # its value refers to the key: drop it by hand
         await ctx.hub.leave(conn)
         await conn.stop()
         log.info("websocket closed: room=%s user=%s", conn.room.id, identity.user_id)
