@@ -130,14 +130,16 @@ class Connection:
         except Exception:  # the socket may already be gone; nothing left to tell
             log.debug("abort failed", exc_info=True)
 
-    async def stop(self) -> None:
-        """Called when the handler ends: stop the writer and mark the connection closed."""
+    def finish(self) -> None:
+        """Called first thing when the handler ends: closed, and the writer cancelled.
+
+        Synchronous on purpose: it must happen even if the handler is being
+        cancelled, or the writer would wait on its queue forever.
+        """
         self.state = State.CLOSED
         writer, self._writer = self._writer, None
         if writer is not None and not writer.done():
             writer.cancel()
-            # wait() never raises the writer's CancelledError, only our own.
-            await asyncio.wait({writer})
 
     async def _write_loop(self) -> None:
         try:

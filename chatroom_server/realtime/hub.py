@@ -174,14 +174,20 @@ class Hub:
         await asyncio.shield(asyncio.ensure_future(self._leave(conn)))
 
     async def _leave(self, conn: Connection) -> None:
-        if not await self._drop(conn):
-            return
         try:
-            last = await self.presence_store.remove(self._entry(conn))
-        except BrokerUnavailable:
-            last = False
-        if last:
-            await self._announce("leave", conn.room, conn.identity)
+            if not await self._drop(conn):
+                return
+            try:
+                last = await self.presence_store.remove(self._entry(conn))
+            except BrokerUnavailable:
+                last = False
+            if last and not self._stopping:
+                await self._announce("leave", conn.room, conn.identity)
+        except Exception:
+            # Nobody awaits a leave whose handler was cancelled: report it here. During
+            # shutdown Redis may already be closed; hub.stop() cleaned presence up.
+            if not self._stopping:
+                log.warning("leaving room %s failed", conn.room.id, exc_info=True)
 
     async def _drop(self, conn: Connection) -> bool:
         """Take the connection out of its room; close the room when it was the last."""
@@ -195,7 +201,8 @@ class Hub:
             del self._rooms[room_id]
             metrics.ROOMS.dec()
             local.sequencer.close()
-            await self.broker.unsubscribe(room_id)
+            if not self._stopping:
+                await self.broker.unsubscribe(room_id)
         return True
 
     async def _announce(self, event: str, room: Room, who: Identity) -> None:

@@ -139,8 +139,8 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     finally:
         expiry.cancel()
         _bad_text_handlers.pop(ws, None)  # its value refers to the key: drop it by hand
+        conn.finish()
         await ctx.hub.leave(conn)
-        await conn.stop()
         log.info("websocket closed: room=%s user=%s", conn.room.id, identity.user_id)
 
 
