@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 import orjson
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from .domain import HistoryPage, Message, Presence, Room, User
 from .errors import BadRequest, InvalidMessage
@@ -82,7 +83,8 @@ def _strict_int(value: Any) -> Any:
     return value
 
 
-Id = Annotated[int, BeforeValidator(_strict_int), Field(ge=1, le=MAX_ID)]
+# Bounds before the validator, so that the JSON schema says minimum/maximum.
+Id = Annotated[int, Field(ge=1, le=MAX_ID), BeforeValidator(_strict_int)]
 
 
 class _Request(BaseModel):
@@ -115,10 +117,18 @@ def _check_name(value: str, limit: int) -> str:
     return value
 
 
+# The `json_schema_extra` below only document a constraint in the OpenAPI document;
+# the validators are what enforce it (bytes, not characters, for passwords).
+
+
+def _doc(**extra: Any) -> Any:
+    return Field(json_schema_extra=extra)
+
+
 class SignupRequest(_Request):
-    user_name: str
-    email: str
-    password: str
+    user_name: str = _doc(minLength=1, maxLength=USER_NAME_MAX)
+    email: str = _doc(format="email", maxLength=EMAIL_MAX)
+    password: str = _doc(minLength=PASSWORD_MIN_BYTES, maxLength=PASSWORD_MAX_BYTES)
 
     @field_validator("user_name")
     @classmethod
@@ -130,8 +140,8 @@ class SignupRequest(_Request):
 
 
 class LoginRequest(_Request):
-    email: str
-    password: str
+    email: str = _doc(maxLength=EMAIL_MAX)
+    password: str = _doc(maxLength=PASSWORD_MAX_BYTES)
 
     @field_validator("email")
     @classmethod
@@ -150,7 +160,7 @@ class LoginRequest(_Request):
 
 
 class CreateRoomRequest(_Request):
-    name: str
+    name: str = _doc(minLength=1, maxLength=ROOM_NAME_MAX)
 
     @field_validator("name")
     @classmethod
@@ -186,6 +196,122 @@ def _describe(exc: ValidationError) -> str:
 
 
 # --------------------------------------------------------------------------- REST out
+#
+# The response models describe what the *_json functions below build (the OpenAPI
+# document and tests use them; the functions stay plain dicts, which is faster).
+# tests/test_openapi.py checks that each function's output validates against them.
+
+
+def _openapi_30(schema: dict[str, Any]) -> None:
+    """OpenAPI 3.0 (what sanic-ext serves) has `nullable`, not JSON Schema's type null."""
+    for prop in schema.get("properties", {}).values():
+        options = prop.get("anyOf")
+        if options and {"type": "null"} in options and len(options) == 2:
+            del prop["anyOf"]
+            prop.update(next(o for o in options if o != {"type": "null"}), nullable=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_openapi_30)
+
+
+Timestamp = Annotated[
+    str, Field(json_schema_extra={"format": "date-time", "example": "2023-10-30T15:47:33.246704Z"})
+]
+
+
+class UserOut(_Response):
+    ID: int
+    CreatedAt: Timestamp
+    UpdatedAt: Timestamp
+    DeletedAt: Timestamp | None
+    UserName: str
+    Email: str
+
+
+class AuthResponse(_Response):
+    user: UserOut
+    token: str = Field(description="HS256 JWT to send as `Authorization: Bearer <token>`.")
+
+
+class RoomOut(_Response):
+    ID: int
+    CreatedAt: Timestamp
+    UpdatedAt: Timestamp
+    DeletedAt: Timestamp | None
+    name: str
+
+
+class CreatedRoomResponse(_Response):
+    chatRoom: RoomOut
+
+
+class RoomsResponse(_Response):
+    chatRooms: list[RoomOut] = Field(description="Every room, by ID ascending.")
+
+
+class MessageOut(_Response):
+    ID: int
+    chatRoomId: int
+    chatRoomName: str
+    chatMessage: str
+    chatUser: str
+    chatUserId: int
+    ChatMessageTs: Timestamp
+    # Present only when the sender gave one: never null.
+    clientMessageId: str | SkipJsonSchema[None] = Field(
+        default=None, min_length=1, max_length=CLIENT_MESSAGE_ID_MAX
+    )
+
+
+class LegacyHistoryResponse(_Response):
+    chats: list[MessageOut] = Field(description="The last 50 messages, oldest first.")
+
+
+class HistoryResponse(_Response):
+    messages: list[MessageOut] = Field(description="Oldest first.")
+    hasMore: bool
+
+
+class PresentUser(_Response):
+    ID: int
+    UserName: str
+
+
+class PresenceResponse(_Response):
+    users: list[PresentUser]
+    connections: int = Field(ge=0, description="Open connections to the room, on all hosts.")
+
+
+class RoomsRequest(_Request):
+    """POST /rooms: seed clients send `{}` or nothing; any fields are ignored."""
+
+
+class ErrorResponse(_Response):
+    description: str = Field(description="The HTTP status phrase, e.g. `Bad Request`.")
+    status: int
+    message: str = Field(description="What went wrong, for people; names the field on a 400.")
+
+
+class HealthResponse(_Response):
+    status: str = Field(description="`ok`.")
+
+
+class NotReadyResponse(_Response):
+    status: str = Field(description="`unavailable`.")
+    failing: list[str] = Field(description="The parts that failed: `database`, `redis`.")
+
+
+# What each error status means, for the OpenAPI document.
+ERROR_STATUSES = {
+    400: "Malformed JSON or a failed validation; the message names the field.",
+    401: "Missing, invalid or expired token; or wrong login credentials.",
+    404: "Unknown or deleted room.",
+    409: "An account with this email already exists.",
+    413: "The request body is too large.",
+    429: "Too many attempts; retry after `Retry-After` seconds.",
+    503: "The database is unavailable.",
+}
 
 
 def user_json(user: User) -> dict[str, Any]:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, raw
+from sanic_ext import openapi
 
-from .. import metrics
+from .. import metrics, protocol
 from ..db import ping
 from ..logs import access_log, redact_query
+from . import static
+from .auth import json_content, responses
 from .context import ctx_of
 
 bp = Blueprint("ops")
@@ -18,11 +22,23 @@ log = logging.getLogger("chatroom_server.web")
 
 
 @bp.get("/healthz")
+@openapi.definition(
+    summary="Liveness: the process answers", response=responses(protocol.HealthResponse)
+)
 async def healthz(request: Request) -> HTTPResponse:
     return json({"status": "ok"})
 
 
 @bp.get("/readyz")
+@openapi.definition(
+    summary="Readiness: the database (and Redis, when configured) answer",
+    response=[
+        *responses(protocol.HealthResponse),
+        openapi.definitions.Response(
+            json_content(protocol.NotReadyResponse), 503, "A dependency is unreachable."
+        ),
+    ],
+)
 async def readyz(request: Request) -> HTTPResponse:
     failing = []
     try:
@@ -38,6 +54,7 @@ async def readyz(request: Request) -> HTTPResponse:
 
 
 @bp.get("/metrics")
+@openapi.exclude()  # Prometheus text, not part of the REST API
 async def metrics_endpoint(request: Request) -> HTTPResponse:
     body, content_type = metrics.render()
     return raw(body, content_type=content_type)
@@ -56,3 +73,15 @@ async def count_request(request: Request, response: HTTPResponse) -> None:
             f"?{query}" if query else "",
             response.status,
         )
+
+
+# The OpenAPI document (/docs) covers the REST API: not the websocket or the web client.
+openapi.exclude()(static.index)
+openapi.exclude()(static.asset)
+
+
+@bp.before_server_start  # before sanic-ext builds the document (its listener comes last)
+async def exclude_websockets(app: Any) -> None:
+    for route in app.router.routes:
+        if route.extra.websocket:  # the handler is a per-app partial: excluded here
+            openapi.exclude()(route.handler)

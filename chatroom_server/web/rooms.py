@@ -2,15 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json
+from sanic_ext import openapi
 
 from .. import protocol
 from ..services import messages as message_service
 from ..services import rooms as room_service
+from .auth import json_body, responses
 from .context import authenticate, ctx_of
 
 bp = Blueprint("rooms", url_prefix="/v1/api/chat")
+
+# In the OpenAPI document: the security scheme of every route here.
+BEARER: dict[str, list[str]] = {"bearer": []}
+
+
+def _id(low: int, high: int) -> Any:
+    return openapi.Long(minimum=low, maximum=high)  # type: ignore[no-untyped-call]
+
+
+ROOM_ID = openapi.definitions.Parameter("room_id", _id(1, protocol.MAX_ID), "path", required=True)
+
+
+def _query_id(name: str, low: int, high: int, description: str) -> Any:
+    return openapi.definitions.Parameter(name, _id(low, high), "query", description)
+
+
+@bp.before_server_start
+async def document_bearer(app: Any) -> None:
+    app.ext.openapi.add_security_scheme(
+        "bearer", "http", scheme="bearer", bearer_format="JWT", description="A token from login."
+    )
 
 
 @bp.on_request
@@ -20,19 +45,51 @@ async def require_token(request: Request) -> None:
 
 
 @bp.post("/create")
+@openapi.definition(
+    summary="Create a room",
+    body=json_body(protocol.CreateRoomRequest),
+    response=responses(protocol.CreatedRoomResponse, 400, 401, 413, 503),
+    secured=BEARER,
+)
 async def create(request: Request) -> HTTPResponse:
     body = protocol.parse_body(protocol.CreateRoomRequest, request.body)
     room = await room_service.create_room(body.name)
     return json(protocol.created_room_json(room))
 
 
-@bp.route("/rooms", methods=["GET", "POST"])  # type: ignore[untyped-decorator]
+@bp.get("/rooms")
+@openapi.definition(
+    summary="List rooms",
+    response=responses(protocol.RoomsResponse, 401, 503),
+    secured=BEARER,
+)
 async def rooms(request: Request) -> HTTPResponse:
+    return await _rooms()
+
+
+@bp.post("/rooms")
+@openapi.definition(
+    summary="List rooms (as the seed's clients do)",
+    body=json_body(protocol.RoomsRequest, required=False),
+    response=responses(protocol.RoomsResponse, 401, 413, 503),
+    secured=BEARER,
+)
+async def rooms_post(request: Request) -> HTTPResponse:
     # The seed's clients POST `{}` (or nothing); the body carries no filters.
+    return await _rooms()
+
+
+async def _rooms() -> HTTPResponse:
     return json(protocol.rooms_json(await room_service.list_rooms()))
 
 
 @bp.post("/room-messages")
+@openapi.definition(
+    summary="The last 50 messages of a room, oldest first",
+    body=json_body(protocol.RoomMessagesRequest),
+    response=responses(protocol.LegacyHistoryResponse, 400, 401, 404, 413, 503),
+    secured=BEARER,
+)
 async def room_messages(request: Request) -> HTTPResponse:
     body = protocol.parse_body(protocol.RoomMessagesRequest, request.body)
     room = await room_service.get_room(body.roomId)
@@ -41,6 +98,22 @@ async def room_messages(request: Request) -> HTTPResponse:
 
 
 @bp.get("/rooms/<room_id:int>/messages")
+@openapi.definition(
+    summary="A page of a room's history, oldest first",
+    parameter=[
+        ROOM_ID,
+        _query_id("before", 1, protocol.MAX_ID, "Only messages with a smaller ID."),
+        _query_id("after", 0, protocol.MAX_ID, "Only messages with a greater ID."),
+        _query_id(
+            "limit",
+            1,
+            message_service.HISTORY_MAX,
+            f"At most this many messages (default {message_service.HISTORY_DEFAULT}).",
+        ),
+    ],
+    response=responses(protocol.HistoryResponse, 400, 401, 404, 503),
+    secured=BEARER,
+)
 async def messages(request: Request, room_id: int) -> HTTPResponse:
     args = request.args
     before = protocol.query_int(args.get("before"), "before", 1, protocol.MAX_ID)
@@ -54,6 +127,12 @@ async def messages(request: Request, room_id: int) -> HTTPResponse:
 
 
 @bp.get("/rooms/<room_id:int>/presence")
+@openapi.definition(
+    summary="Who is in a room, across all hosts",
+    parameter=ROOM_ID,
+    response=responses(protocol.PresenceResponse, 401, 404, 503),
+    secured=BEARER,
+)
 async def presence(request: Request, room_id: int) -> HTTPResponse:
     room = await room_service.get_room(room_id)
     return json(protocol.presence_json(await ctx_of(request).hub.presence(room.id)))
