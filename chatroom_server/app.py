@@ -19,6 +19,7 @@ from .settings import Settings
 from .web import auth, ops, rooms, static, ws
 from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
+from .web.openapi import setup_openapi
 
 log = logging.getLogger("chatroom_server")
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
     app: App = Sanic(name, ctx=ctx, error_handler=ChatErrorHandler())
     _configure(app, settings)
     setup_errors(app)
+    setup_openapi(app)
     app.blueprint([auth.bp, rooms.bp, ws.bp, ops.bp, static.bp])
     app.on_response(ops.count_request)  # type: ignore[no-untyped-call]
     _setup_lifecycle(app)

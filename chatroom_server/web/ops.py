@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, raw
@@ -13,9 +12,8 @@ from sanic_ext import openapi
 from .. import metrics, protocol
 from ..db import ping
 from ..logs import access_log, redact_query
-from . import static
-from .auth import json_content, responses
 from .context import ctx_of
+from .openapi import json_content, responses
 
 bp = Blueprint("ops")
 log = logging.getLogger("chatroom_server.web")
@@ -73,15 +71,3 @@ async def count_request(request: Request, response: HTTPResponse) -> None:
             f"?{query}" if query else "",
             response.status,
         )
-
-
-# The OpenAPI document (/docs) covers the REST API: not the websocket or the web client.
-openapi.exclude()(static.index)
-openapi.exclude()(static.asset)
-
-
-@bp.before_server_start  # before sanic-ext builds the document (its listener comes last)
-async def exclude_websockets(app: Any) -> None:
-    for route in app.router.routes:
-        if route.extra.websocket:  # the handler is a per-app partial: excluded here
-            openapi.exclude()(route.handler)

@@ -11,8 +11,8 @@ from sanic_ext import openapi
 from .. import protocol
 from ..services import messages as message_service
 from ..services import rooms as room_service
-from .auth import json_body, responses
 from .context import authenticate, ctx_of
+from .openapi import json_body, responses
 
 bp = Blueprint("rooms", url_prefix="/v1/api/chat")
 
@@ -29,13 +29,6 @@ ROOM_ID = openapi.definitions.Parameter("room_id", _id(1, protocol.MAX_ID), "pat
 
 def _query_id(name: str, low: int, high: int, description: str) -> Any:
     return openapi.definitions.Parameter(name, _id(low, high), "query", description)
-
-
-@bp.before_server_start
-async def document_bearer(app: Any) -> None:
-    app.ext.openapi.add_security_scheme(
-        "bearer", "http", scheme="bearer", bearer_format="JWT", description="A token from login."
-    )
 
 
 @bp.on_request

@@ -1,0 +1,57 @@
+"""The OpenAPI document (/docs/openapi.json): helpers that describe routes with the
+models of `protocol` (the same ones the handlers validate with), and what the
+document leaves out (the websocket, the web client, /metrics).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from sanic import Sanic
+from sanic_ext import openapi
+
+from .. import protocol
+from . import static
+
+JSON = "application/json"
+
+
+def json_content(model: type[BaseModel]) -> dict[str, Any]:
+    """A JSON media type whose schema is `model`, registered as a component."""
+    return {JSON: openapi.Component(model)}
+
+
+def json_body(model: type[BaseModel], required: bool = True) -> Any:
+    return openapi.definitions.RequestBody(json_content(model), required=required)
+
+
+def responses(ok: type[BaseModel], *errors: int, description: str = "OK") -> list[Any]:
+    """The 200 response, then each error status in Sanic's error shape."""
+    documented = [openapi.definitions.Response(json_content(ok), 200, description)]
+    for status in errors:
+        error = json_content(protocol.ErrorResponse)
+        documented.append(
+            openapi.definitions.Response(error, status, protocol.ERROR_STATUSES[status])
+        )
+    return documented
+
+
+def setup_openapi(app: Sanic[Any, Any]) -> None:
+    """The bearer scheme, and the routes the REST document does not cover."""
+    openapi.exclude()(static.index)
+    openapi.exclude()(static.asset)
+
+    # Before sanic-ext builds the document: its own listener comes last.
+    @app.before_server_start
+    async def document(app: Any) -> None:
+        app.ext.openapi.add_security_scheme(
+            "bearer",
+            "http",
+            scheme="bearer",
+            bearer_format="JWT",
+            description="A token from login.",
+        )
+        for route in app.router.routes:
+            if route.extra.websocket:  # the handler is a per-app partial: excluded here
+                openapi.exclude()(route.handler)
