@@ -20,6 +20,9 @@ from ..domain import Presence
 from . import BrokerUnavailable
 from .presence import Entry
 
+# redis-py raises its own errors, and the builtin TimeoutError (an OSError) on socket timeouts.
+_FAILURES = (RedisError, OSError)
+
 _ADD = """
 local now, expiry, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
@@ -67,7 +70,7 @@ class RedisPresence:
                 _ADD, 2, *self._keys(entry), now, now + self._ttl, self._ttl,
                 self._conn(entry), self._user(entry),
             )  # fmt: skip
-        except RedisError as exc:
+        except _FAILURES as exc:
             raise BrokerUnavailable("Presence is unavailable.") from exc
         return int(count) == 1
 
@@ -76,7 +79,7 @@ class RedisPresence:
             left = await self._redis.eval(
                 _REMOVE, 2, *self._keys(entry), time.time(), self._conn(entry), self._user(entry)
             )
-        except RedisError as exc:
+        except _FAILURES as exc:
             raise BrokerUnavailable("Presence is unavailable.") from exc
         return int(left) == 0
 
@@ -89,7 +92,7 @@ class RedisPresence:
                 for member in users:
                     pipe.zcount(f"{room}:u:{member.split('|', 1)[0]}", now, "+inf")
                 counts = await pipe.execute()
-        except RedisError as exc:
+        except _FAILURES as exc:
             raise BrokerUnavailable("Presence is unavailable.") from exc
         present = []
         for member, count in zip(users, counts, strict=True):
@@ -109,7 +112,7 @@ class RedisPresence:
                     pipe.expire(room, self._ttl * 2)
                     pipe.expire(user, self._ttl * 2)
                 await pipe.execute()
-        except RedisError as exc:
+        except _FAILURES as exc:
             raise BrokerUnavailable("Presence is unavailable.") from exc
 
     async def close(self) -> None:

@@ -134,7 +134,12 @@ class Hub:
         if opened:
             try:
                 # Subscribe first, then read where the room is: nothing falls in between.
-                await self.broker.subscribe(room_id)
+                try:
+                    await self.broker.subscribe(room_id)
+                except Exception:
+                    # The broker keeps the room wanted and subscribes it when it is back,
+                    # then resyncs: the room works locally meanwhile.
+                    log.warning("could not subscribe room %s yet", room_id, exc_info=True)
                 local.sequencer.start(await room_service.last_seq(room_id))
             except Exception:
                 log.exception("could not open room %s", room_id)
