@@ -82,6 +82,19 @@ class ServeProcess:
         return self.proc.stdout.read()
 
 
+async def user_and_room(base: str, name: str, password: str = "password1") -> tuple[str, int]:
+    """Sign up `name` on a running server and create a room; return its token and room ID."""
+    async with httpx.AsyncClient(base_url=base, timeout=TIMEOUT) as http:
+        res = await http.post(
+            "/v1/api/auth/signup",
+            json={"user_name": name, "email": f"{name}@example.com", "password": password},
+        )
+        assert res.status_code == 200, res.text
+        token = res.json()["token"]
+        room = await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token))
+        return token, int(room.json()["chatRoom"]["ID"])
+
+
 @pytest.fixture
 def processes(tmp_path: Path) -> Iterator[list[ServeProcess]]:
     started: list[ServeProcess] = []
@@ -97,14 +110,7 @@ async def test_restart_keeps_messages_and_tokens_and_sigterm_closes_1001(
     first = ServeProcess(url, tmp_path)
     processes.append(first)
     await first.ready()
-    async with httpx.AsyncClient(base_url=first.base, timeout=TIMEOUT) as http:
-        res = await http.post(
-            "/v1/api/auth/signup",
-            json={"user_name": "ann", "email": "ann@example.com", "password": "s3cret-password"},
-        )
-        token = res.json()["token"]
-        room = await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token))
-        rid = room.json()["chatRoom"]["ID"]
+    token, rid = await user_and_room(first.base, "ann", password="s3cret-password")
     ws_url = f"ws://127.0.0.1:{first.port}/v1/ws?room_id={rid}&jwt={token}"
     async with connect(ws_url) as ws:
         await ws.send(json.dumps({"chatRoomId": rid, "chatMessage": "kept"}))
@@ -202,15 +208,8 @@ async def test_json_logs_redact_tokens(tmp_path: Path, processes: list[ServeProc
     proc = ServeProcess(url, tmp_path, "--log-format", "json", "--log-level", "info")
     processes.append(proc)
     await proc.ready()
+    token, rid = await user_and_room(proc.base, "lo", password="hunter2-secret")
     async with httpx.AsyncClient(base_url=proc.base, timeout=TIMEOUT) as http:
-        res = await http.post(
-            "/v1/api/auth/signup",
-            json={"user_name": "lo", "email": "lo@example.com", "password": "hunter2-secret"},
-        )
-        token = res.json()["token"]
-        rid = (
-            await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token))
-        ).json()["chatRoom"]["ID"]
         refused = await http.get(f"/v1/ws?room_id={rid}&jwt=not-a-real-token-xyz")
         assert refused.status_code == 401
     async with connect(f"ws://127.0.0.1:{proc.port}/v1/ws?room_id={rid}&jwt={token}") as ws:
@@ -239,15 +238,7 @@ async def test_sigterm_under_load_keeps_every_confirmed_message(
     )
     processes.append(proc)
     await proc.ready()
-    async with httpx.AsyncClient(base_url=proc.base, timeout=TIMEOUT) as http:
-        res = await http.post(
-            "/v1/api/auth/signup",
-            json={"user_name": "ld", "email": "ld@example.com", "password": "password1"},
-        )
-        token = res.json()["token"]
-        rid = (
-            await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token))
-        ).json()["chatRoom"]["ID"]
+    token, rid = await user_and_room(proc.base, "ld")
     confirmed: list[int] = []
     codes: list[int | None] = []
     started = asyncio.Event()
