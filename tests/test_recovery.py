@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from chatroom_server.domain import Identity, Message
+from chatroom_server.errors import NotFound, StorageError
 from chatroom_server.realtime.sequencer import Sequencer
 from chatroom_server.services import messages as message_service
 from chatroom_server.services import rooms as room_service
+from chatroom_server.services.messages import Draft
+from chatroom_server.services.writer import MessageWriter
 
 from .conftest import ChatServer, auth, recv_event, recv_json
 
@@ -167,6 +170,82 @@ async def test_concurrent_stores_commit_in_seq_order(server: ChatServer) -> None
     stored = sorted((m for batch in results for m in batch), key=lambda m: m.id)
     assert [m.seq for m in stored] == list(range(1, 61))
     assert await room_service.last_seq(room.id) == 60
+
+
+async def test_group_commit_batches_concurrent_messages_in_seq_order(server: ChatServer) -> None:
+    """Messages sent while a commit runs share the next one, and keep their order."""
+    users = [identity((await server.signup())[0]) for _ in range(4)]
+    _, token = await server.signup()
+    rooms = [await room_service.get_room((await server.create_room(token))["ID"]) for _ in range(3)]
+    published: list[list[Message]] = []
+
+    async def after_commit(messages: list[Message]) -> None:
+        published.append(messages)
+
+    writer = MessageWriter(after_commit)
+    results = await asyncio.gather(
+        *(
+            writer.submit(rooms[i % 3], users[i % 4], f"m{i}")
+            for i in range(120)  # all waiting at once: few transactions carry them
+        )
+    )
+    assert [text for text in (m.text for m, _ in results)] == [f"m{i}" for i in range(120)]
+    assert not any(resend for _, resend in results)
+    assert len(published) < 120 // 4, "concurrent messages were committed one by one"
+    flat = [m for batch in published for m in batch]
+    assert [m.id for m in flat] == sorted(m.id for m, _ in results)
+    for room in rooms:
+        mine = [m for m in flat if m.room_id == room.id]
+        assert [m.seq for m in mine] == list(range(1, 41))  # published in seq order
+        assert [m.id for m in mine] == sorted(m.id for m in mine)
+        assert await room_service.last_seq(room.id) == 40
+
+
+async def test_store_batch_resends_repeats_and_gone_rooms(server: ChatServer) -> None:
+    who = identity((await server.signup())[0])
+    _, token = await server.signup()
+    room = await room_service.get_room((await server.create_room(token))["ID"])
+    gone = await room_service.get_room((await server.create_room(token))["ID"])
+    await room_service.delete_room(gone.id)
+    results = await message_service.store_batch(
+        [
+            Draft(room, who, "first", "c-1"),
+            Draft(room, who, "first again", "c-1"),  # the same send twice in one batch
+            Draft(gone, who, "lost", None),
+            Draft(room, who, "second", None),
+        ]
+    )
+    first, repeat, lost, second = results
+    assert isinstance(first, tuple) and first[1] is False and first[0].text == "first"
+    assert repeat == (first[0], True)
+    assert isinstance(lost, NotFound)
+    assert isinstance(second, tuple) and (second[0].seq, second[1]) == (2, False)
+    (again,) = await message_service.store_batch([Draft(room, who, "first", "c-1")])
+    assert again == (first[0], True)
+    assert await room_service.last_seq(room.id) == 2
+
+
+async def test_one_bad_message_does_not_sink_its_batch(server: ChatServer) -> None:
+    who = identity((await server.signup())[0])
+    ghost = Identity(10**9, "ghost", "ghost@example.com", who.expires_at)  # no such user
+    _, token = await server.signup()
+    room = await room_service.get_room((await server.create_room(token))["ID"])
+    published: list[Message] = []
+
+    async def after_commit(messages: list[Message]) -> None:
+        published.extend(messages)
+
+    writer = MessageWriter(after_commit)
+    outcomes = await asyncio.gather(
+        writer.submit(room, who, "a"),
+        writer.submit(room, ghost, "refused by the database"),
+        writer.submit(room, who, "b"),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], StorageError)
+    assert [o[0].text for o in outcomes if isinstance(o, tuple)] == ["a", "b"]
+    assert [m.text for m in published] == ["a", "b"]
+    assert [m.seq for m in published] == [1, 2]
 
 
 # ------------------------------------------------------------------ the sequencer alone

@@ -1,16 +1,20 @@
-"""One websocket connection as the hub sees it: a bounded queue and a writer task.
+"""One websocket connection as the hub sees it, and the bytes it is sent.
 
-Fan-out never awaits a socket: it puts already-encoded text on the queue. The
-writer task alone awaits the socket, so a slow reader only fills its own queue,
-and when that is full the connection is closed (1008) instead of anyone waiting.
+Fan-out never awaits a socket. A frame is encoded once, as the complete
+websocket frame a server sends (unmasked, so the same bytes for everyone), and
+written to every connection's transport without waiting: the transport buffers
+what the kernel does not take at once. A reader that falls so far behind that
+its buffer holds more than `queue_size` frames is closed (1008) instead of
+anyone waiting for it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 from typing import Protocol
+
+from websockets.frames import Frame, Opcode
 
 from .. import metrics
 from ..domain import Identity, Room
@@ -25,13 +29,27 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 
 
+def wire_frame(text: str) -> bytes:
+    """`text` as one complete websocket text frame, as a server sends it."""
+    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+
+
+def wire_frames(texts: list[str]) -> bytes:
+    """Several text frames back to back: one write instead of one per frame."""
+    return b"".join([wire_frame(text) for text in texts])
+
+
 class Transport(Protocol):
     """What a connection needs of a websocket (the web layer adapts its own)."""
 
-    async def send(self, text: str) -> None: ...
+    def write(self, data: bytes) -> int:
+        """Write complete frames without waiting; return the bytes still buffered.
+
+        Raises ConnectionError when the socket can no longer be written to.
+        """
 
     def abort(self, code: int, reason: str) -> None:
-        """Send a close frame now without waiting on pending writes, then hang up."""
+        """Send a close frame after what is buffered, without waiting, then hang up."""
 
 
 class State(enum.Enum):
@@ -45,10 +63,9 @@ class Connection:
         "transport",
         "identity",
         "room",
-        "queue",
+        "queue_size",
         "state",
         "close_code",
-        "_writer",
         "_held",
         "_replayed_up_to",
     )
@@ -57,12 +74,11 @@ class Connection:
         self.transport = transport
         self.identity = identity
         self.room = room
-        self.queue: asyncio.Queue[str] = asyncio.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
         self.state = State.OPEN
         self.close_code: int | None = None
-        self._writer: asyncio.Task[None] | None = None
         # While a reconnecting client is replayed its backlog, live frames wait here.
-        self._held: list[tuple[str, int | None]] | None = None
+        self._held: list[tuple[bytes, int | None]] | None = None
         # Messages up to this ID were sent as a replay: live copies are dropped,
         # including ones the broker hands over after the replay ended.
         self._replayed_up_to = 0
@@ -71,45 +87,60 @@ class Connection:
     def user_id(self) -> int:
         return self.identity.user_id
 
-    def start(self) -> None:
-        self._writer = asyncio.create_task(self._write_loop(), name="ws-writer")
+    def send(self, text: str, message_id: int | None = None) -> None:
+        """Send one frame of this connection's own (an error, a resent echo)."""
+        self.deliver(wire_frame(text), message_id)
 
-    def enqueue(self, text: str, message_id: int | None = None) -> None:
-        """Queue a frame for this connection; close it if it cannot keep up."""
+    def deliver(self, data: bytes, last_id: int | None = None, frames: int = 1) -> None:
+        """Write encoded frames (shared by the room); close the connection if it lags.
+
+        `last_id` is the newest message ID among them: frames a replay already
+        covered are not sent twice.
+        """
         if self.state is not State.OPEN:
             return
-        if message_id is not None and message_id <= self._replayed_up_to:
+        if last_id is not None and last_id <= self._replayed_up_to:
             return
         if self._held is not None:
-            if len(self._held) >= self.queue.maxsize:
+            if len(self._held) >= self.queue_size:
                 self._too_slow()
             else:
-                self._held.append((text, message_id))
+                self._held.append((data, last_id))
             return
-        self._put(text)
+        self._write(data, frames)
+
+    def admits_shared(self, first_id: int) -> bool:
+        """Whether frames starting at message `first_id` can go out as one shared write."""
+        return self._held is None and first_id > self._replayed_up_to
 
     def hold(self) -> None:
         """Keep live frames back until release(): a replay is about to be sent first."""
         self._held = []
 
-    async def replay(self, text: str) -> None:
-        """Send a backlog frame ahead of held live frames, waiting for queue room."""
+    def replay(self, text: str) -> None:
+        """Send a backlog frame ahead of held live frames (a bounded burst, never too slow)."""
         if self.state is State.OPEN:
-            await self.queue.put(text)
+            try:
+                self.transport.write(wire_frame(text))
+            except ConnectionError:
+                self.state = State.CLOSING
 
     def release(self, replayed_up_to: int) -> None:
         """Stop holding; live messages the replay already covered are dropped."""
         held, self._held = self._held or [], None
         self._replayed_up_to = replayed_up_to
-        for text, message_id in held:
-            self.enqueue(text, message_id)
+        for data, last_id in held:
+            self.deliver(data, last_id)
 
-    def _put(self, text: str) -> None:
-        if self.state is not State.OPEN:
-            return
+    def _write(self, data: bytes, frames: int) -> None:
         try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
+            buffered = self.transport.write(data)
+        except ConnectionError:
+            # The peer is gone; its handler notices on its next read.
+            self.state = State.CLOSING
+            return
+        # Frames waiting in the buffer, estimated from the size of these ones.
+        if buffered * frames > self.queue_size * len(data):
             self._too_slow()
 
     def _too_slow(self) -> None:
@@ -118,35 +149,16 @@ class Connection:
         self.close(CLOSE_POLICY, "too slow: outgoing queue full")
 
     def close(self, code: int, reason: str) -> None:
-        """Close from the server side, at once, whatever the writer is doing."""
+        """Close from the server side, at once: the close frame follows what is buffered."""
         if self.state is not State.OPEN:
             return
         self.state = State.CLOSING
         self.close_code = code
-        if self._writer is not None:
-            self._writer.cancel()
         try:
             self.transport.abort(code, reason)
         except Exception:  # the socket may already be gone; nothing left to tell
             log.debug("abort failed", exc_info=True)
 
     def finish(self) -> None:
-        """Called first thing when the handler ends: closed, and the writer cancelled.
-
-        Synchronous on purpose: it must happen even if the handler is being
-        cancelled, or the writer would wait on its queue forever.
-        """
+        """Called first thing when the handler ends: nothing more is written."""
         self.state = State.CLOSED
-        writer, self._writer = self._writer, None
-        if writer is not None and not writer.done():
-            writer.cancel()
-
-    async def _write_loop(self) -> None:
-        try:
-            while True:
-                text = await self.queue.get()
-                await self.transport.send(text)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # the peer went away; the reader will notice too
-            log.debug("writer stopped: %s", type(exc).__name__)

@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from .. import metrics, protocol
 from ..domain import Identity, Message, Presence, Room
 from ..errors import StorageError
+from ..protocol import MAX_ID
 from ..pubsub import Broker, BrokerUnavailable, make_broker
 from ..pubsub.presence import Entry, PresenceStore, make_presence
 from ..services import messages as message_service
 from ..services import rooms as room_service
-from .connection import CLOSE_GOING_AWAY, CLOSE_INTERNAL, Connection
+from ..services.writer import MessageWriter
+from .connection import CLOSE_GOING_AWAY, CLOSE_INTERNAL, Connection, wire_frame, wire_frames
 from .sequencer import BACKFILL_BATCH, Sequencer
 
 log = logging.getLogger("chatroom_server.realtime")
@@ -32,8 +34,37 @@ class LocalRoom:
     room: Room
     sequencer: Sequencer
     conns: set[Connection] = field(default_factory=set)
-    # Store-then-publish runs under this lock, so this process publishes in seq order.
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Frames (message ID or None, text) that arrived during this turn of the event
+    # loop: written together at its end, one write per connection for all of them.
+    pending: list[tuple[int | None, str]] = field(default_factory=list)
+
+    def push(self, message_id: int | None, frame: str) -> None:
+        if not self.pending:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.pending.append((message_id, frame))
+
+    def flush(self) -> None:
+        """Encode the pending frames once and write the same bytes to every connection."""
+        pending, self.pending = self.pending, []
+        if not pending or not self.conns:
+            return
+        ids = [message_id for message_id, _ in pending if message_id is not None]
+        first_id = ids[0] if ids else MAX_ID
+        last_id = ids[-1] if ids else None
+        shared = wire_frames([frame for _, frame in pending])
+        single: list[bytes] | None = None
+        conns = tuple(self.conns)
+        for conn in conns:
+            if conn.admits_shared(first_id):
+                conn.deliver(shared, last_id, len(pending))
+                continue
+            # Held for a replay, or just replayed: frame by frame, each checked.
+            if single is None:
+                single = [wire_frame(frame) for _, frame in pending]
+            for (message_id, _), data in zip(pending, single, strict=True):
+                conn.deliver(data, message_id)
+        if ids:
+            metrics.MESSAGES_DELIVERED.inc(len(ids) * len(conns))
 
 
 class Hub:
@@ -46,6 +77,7 @@ class Hub:
     ) -> None:
         self.broker: Broker = make_broker(redis_url, self.deliver, self._resync, redis_prefix)
         self.presence_store: PresenceStore = make_presence(redis_url, redis_prefix, presence_ttl)
+        self.writer = MessageWriter(self._publish)
         self.room_check_interval = room_check_interval
         self.presence_ttl = presence_ttl
         self._rooms: dict[int, LocalRoom] = {}
@@ -155,18 +187,11 @@ class Hub:
             await self._announce("join", conn.room, conn.identity)
 
     def _open_room(self, room: Room) -> LocalRoom:
-        def emit(message_id: int, frame: str) -> None:
-            conns = tuple(local.conns)
-            for conn in conns:
-                conn.enqueue(frame, message_id)
-            delivered.inc(len(conns))
-
         async def fetch(after_seq: int) -> list[tuple[Message, str]]:
             found = await message_service.after_seq(room, after_seq, BACKFILL_BATCH)
             return [(m, protocol.message_frame(m)) for m in found]
 
-        delivered = metrics.MESSAGES_DELIVERED
-        local = LocalRoom(room, Sequencer(emit, fetch))
+        local = LocalRoom(room, Sequencer(lambda mid, frame: local.push(mid, frame), fetch))
         self._rooms[room.id] = local
         metrics.ROOMS.inc()
         return local
@@ -234,7 +259,7 @@ class Hub:
         """
         if self._stopping:
             raise StorageError("The server is shutting down; the message was not stored.")
-        work = asyncio.ensure_future(self._store_and_publish(room, author, text, client_message_id))
+        work = asyncio.ensure_future(self.writer.submit(room, author, text, client_message_id))
         self._writes.add(work)
         work.add_done_callback(self._write_done)
         return await asyncio.shield(work)
@@ -245,27 +270,19 @@ class Hub:
         if not work.cancelled() and work.exception() is not None:
             log.warning("message write failed: %s", type(work.exception()).__name__)
 
-    async def _store_and_publish(
-        self, room: Room, author: Identity, text: str, client_message_id: str | None
-    ) -> tuple[Message, bool]:
-        local = self._rooms.get(room.id)
-        lock = local.lock if local is not None else asyncio.Lock()
-        async with lock:
-            message, resend = await message_service.store_message(
-                room, author, text, client_message_id
-            )
-            if not resend:
-                payload = protocol.bus_message(message, protocol.message_frame(message))
-                try:
-                    await self.broker.publish(room.id, payload)
-                    heard = self.broker.healthy
-                except BrokerUnavailable:
-                    heard = False
-                if not heard:
-                    # Stored is stored: deliver here now (the sequencer drops the echo if
-                    # one comes); other hosts back-fill it by seq.
-                    self.deliver(room.id, payload)
-        return message, resend
+    async def _publish(self, messages: list[Message]) -> None:
+        """After a commit, in commit order: every process's hub gets each new message."""
+        for message in messages:
+            payload = protocol.bus_message(message, protocol.message_frame(message))
+            try:
+                await self.broker.publish(message.room_id, payload)
+                heard = self.broker.healthy
+            except BrokerUnavailable:
+                heard = False
+            if not heard:
+                # Stored is stored: deliver here now (the sequencer drops the echo if
+                # one comes); other hosts back-fill it by seq.
+                self.deliver(message.room_id, payload)
 
     def deliver(self, room_id: int, payload: str) -> None:
         """Broker callback: hand the encoded frame to every local connection, in order."""
@@ -278,8 +295,7 @@ class Hub:
             log.warning("ignoring a malformed bus payload for room %s", room_id)
             return
         if item.seq is None or item.message_id is None:
-            for conn in tuple(local.conns):
-                conn.enqueue(item.frame)
+            local.push(None, item.frame)
         else:
             local.sequencer.offer(item.seq, item.message_id, item.frame)
 

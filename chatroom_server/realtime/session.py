@@ -28,8 +28,8 @@ async def recover(conn: Connection, since: int) -> None:
     complete = len(backlog) <= REPLAY_LIMIT
     backlog = backlog[:REPLAY_LIMIT]
     for message in backlog:
-        await conn.replay(protocol.message_frame(message))
-    await conn.replay(protocol.recovered_frame(len(backlog), complete))
+        conn.replay(protocol.message_frame(message))
+    conn.replay(protocol.recovered_frame(len(backlog), complete))
     conn.release(backlog[-1].id if backlog else since)
 
 
@@ -43,7 +43,7 @@ class Session:
         self.max_chars = max_chars
 
     def _error(self, code: str, text: str) -> None:
-        self.conn.enqueue(protocol.error_frame(code, text))
+        self.conn.send(protocol.error_frame(code, text))
 
     async def on_frame(self, data: str | bytes) -> None:
         if not self.bucket.take():
@@ -58,7 +58,7 @@ class Session:
             )
             if resend:
                 # Stored before (the client did not see the echo): show it to this sender again.
-                self.conn.enqueue(protocol.message_frame(message), message.id)
+                self.conn.send(protocol.message_frame(message), message.id)
             else:
                 metrics.MESSAGES_RECEIVED.inc()
                 metrics.BROADCAST_LATENCY.observe(time.perf_counter() - started)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from ..db.models import MessageRow, RoomRow
 from ..domain import HistoryPage, Identity, Message, Room
+from ..errors import ChatError
 from ._storage import storage_errors
 from .rooms import room_not_found
 
@@ -27,50 +34,118 @@ def to_message(row: MessageRow, room_name: str) -> Message:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A message to store: its room, author, text and the sender's own ID for it."""
+
+    room: Room
+    author: Identity
+    text: str
+    client_message_id: str | None = None
+
+
+# For each draft: the message and whether it is a resend, or why it was not stored.
+Stored = tuple[Message, bool] | ChatError
+
+
 async def store_message(
     room: Room, author: Identity, text: str, client_message_id: str | None = None
 ) -> tuple[Message, bool]:
-    """Insert and commit one message; it is visible to others only after this returns.
+    """Insert and commit one message; see store_batch."""
+    (result,) = await store_batch([Draft(room, author, text, client_message_id)])
+    if isinstance(result, ChatError):
+        raise result
+    return result
 
-    Returns the message and whether it is a resend: a `client_message_id` this
-    user already used in this room stores nothing new and returns the original.
 
-    The room's row is locked for the transaction, so messages of one room commit
-    one at a time in `seq` (and so ID) order, on every host: PostgreSQL hands
-    out IDs at insert, and without the lock two inserts could commit out of order.
+async def store_batch(drafts: Sequence[Draft]) -> list[Stored]:
+    """Insert and commit several messages in one transaction (group commit).
+
+    A message is visible to others only after this returns. Each draft gets the
+    stored message and whether it is a resend (a `client_message_id` this user
+    already used in this room stores nothing new and returns the original), or
+    the error that kept it out (its room is gone).
+
+    The rooms' rows are locked for the transaction, so the messages of a room
+    commit in `seq` (and so ID) order on every host: PostgreSQL hands out IDs
+    at insert, and without the lock two inserts could commit out of order.
     """
+    room_ids = sorted({d.room.id for d in drafts})
+    results: list[Stored | None] = [None] * len(drafts)
     with storage_errors():
         async with in_transaction() as conn:
+            # One statement locks them all, in ID order (no deadlock between hosts).
             locked = (
-                await RoomRow.filter(id=room.id, deleted_at=None)
+                await RoomRow.filter(id__in=room_ids, deleted_at=None)
                 .select_for_update()
+                .order_by("id")
                 .using_db(conn)
-                .first()
             )
-            if locked is None:
-                raise room_not_found(room.id)
-            if client_message_id is not None:
-                original = (
-                    await MessageRow.filter(
-                        room_id=room.id, user_id=author.user_id, client_message_id=client_message_id
-                    )
-                    .using_db(conn)
-                    .first()
+            last = {row.id: row.last_seq for row in locked}
+            originals = await _originals(drafts, conn)
+            first_of: dict[tuple[int, int, str], int] = {}
+            repeats: list[tuple[int, int]] = []  # (draft, earlier draft with the same ID)
+            inserted: list[tuple[int, MessageRow]] = []
+            for i, draft in enumerate(drafts):
+                room_id = draft.room.id
+                if room_id not in last:
+                    results[i] = room_not_found(room_id)
+                    continue
+                cid = draft.client_message_id
+                if cid is not None:
+                    key = (room_id, draft.author.user_id, cid)
+                    if key in originals:
+                        results[i] = (to_message(originals[key], draft.room.name), True)
+                        continue
+                    if key in first_of:
+                        repeats.append((i, first_of[key]))
+                        continue
+                    first_of[key] = i
+                last[room_id] += 1
+                row = MessageRow(
+                    room_id=room_id,
+                    user_id=draft.author.user_id,
+                    user_name=draft.author.user_name,
+                    text=draft.text,
+                    client_message_id=cid,
+                    seq=last[room_id],
                 )
-                if original is not None:
-                    return to_message(original, room.name), True
-            seq = locked.last_seq + 1
-            await RoomRow.filter(id=room.id).using_db(conn).update(last_seq=seq)
-            row = await MessageRow.create(
-                room_id=room.id,
-                user_id=author.user_id,
-                user_name=author.user_name,
-                text=text,
-                client_message_id=client_message_id,
-                seq=seq,
-                using_db=conn,
-            )
-    return to_message(row, room.name), False
+                inserted.append((i, row))
+            if inserted:
+                await MessageRow.bulk_create([row for _, row in inserted], using_db=conn)
+                seqs: dict[int, list[int]] = {}
+                for _, row in inserted:
+                    seqs.setdefault(row.room_id, []).append(row.seq)
+                for room_id, numbers in seqs.items():
+                    await RoomRow.filter(id=room_id).using_db(conn).update(last_seq=numbers[-1])
+                # bulk_create does not return IDs: read the rows back by (room, seq).
+                wanted = [Q(room_id=r, seq__in=numbers) for r, numbers in seqs.items()]
+                rows = await MessageRow.filter(Q(*wanted, join_type="OR")).using_db(conn)
+                by_seq = {(row.room_id, row.seq): row for row in rows}
+                for i, row in inserted:
+                    stored = by_seq[(row.room_id, row.seq)]
+                    results[i] = (to_message(stored, drafts[i].room.name), False)
+    for i, first in repeats:
+        earlier = results[first]
+        assert isinstance(earlier, tuple)
+        results[i] = (earlier[0], True)
+    assert all(r is not None for r in results)
+    return cast(list[Stored], results)
+
+
+async def _originals(
+    drafts: Sequence[Draft], conn: BaseDBAsyncClient
+) -> dict[tuple[int, int, str], MessageRow]:
+    """Messages already stored under the drafts' client message IDs (resends)."""
+    wanted = [
+        Q(room_id=d.room.id, user_id=d.author.user_id, client_message_id=d.client_message_id)
+        for d in drafts
+        if d.client_message_id is not None
+    ]
+    if not wanted:
+        return {}
+    rows = await MessageRow.filter(Q(*wanted, join_type="OR")).using_db(conn)
+    return {(r.room_id, r.user_id, r.client_message_id or ""): r for r in rows}
 
 
 async def after_seq(room: Room, seq: int, limit: int) -> list[Message]:

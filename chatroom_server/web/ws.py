@@ -18,6 +18,7 @@ from sanic.exceptions import WebsocketClosed
 from sanic.server.websockets.frame import WebsocketFrameAssembler
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import OPEN
 
 from .. import protocol
 from ..errors import BadRequest, Forbidden
@@ -44,8 +45,16 @@ class SanicTransport:
     def __init__(self, ws: WebsocketImplProtocol) -> None:
         self.ws = ws
 
-    async def send(self, text: str) -> None:
-        await self.ws.send(text)
+    def write(self, data: bytes) -> int:
+        # Whole frames, straight to the socket's transport, as Sanic itself writes its
+        # close frames: they cannot interleave with Sanic's own (pings, pongs, close).
+        ws = self.ws
+        io = ws.io_proto
+        transport = io.transport if io is not None else None
+        if ws.ws_proto.state is not OPEN or transport is None or transport.is_closing():
+            raise ConnectionError("the websocket is closed")
+        transport.write(data)
+        return int(transport.get_write_buffer_size())
 
     def abort(self, code: int, reason: str) -> None:
         self.ws.end_connection(code, reason)  # type: ignore[no-untyped-call]
@@ -114,7 +123,6 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     since: int | None = request.ctx.since
     log.info("websocket open: room=%s user=%s", conn.room.id, identity.user_id)
     guard_text_frames(ws, conn)
-    conn.start()
     if since is not None:
         conn.hold()  # live frames wait behind the backlog
     await ctx.hub.join(conn)

@@ -1,0 +1,102 @@
+"""Group commit: messages sent while a transaction runs are stored by the next one.
+
+One SQLite (or PostgreSQL) commit per message caps a server at a few hundred
+messages a second; one commit per batch costs about the same and carries every
+message that arrived meanwhile. An idle server still commits a lone message at
+once: a batch is whatever is waiting when the previous commit ends.
+
+After each commit, `after_commit` gets the new messages in commit order (and so
+in `seq` order per room) before anybody's `submit` returns, and before the next
+batch is stored: this process publishes every room's messages in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from ..domain import Identity, Message, Room
+from ..errors import ChatError, StorageError
+from . import messages as message_service
+from .messages import Draft, Stored
+
+log = logging.getLogger("chatroom_server.storage")
+
+AfterCommit = Callable[[list[Message]], Awaitable[None]]
+
+MAX_BATCH = 256
+
+# A draft and the future its sender awaits.
+Waiting = tuple[Draft, "asyncio.Future[tuple[Message, bool]]"]
+
+
+class MessageWriter:
+    def __init__(self, after_commit: AfterCommit, max_batch: int = MAX_BATCH) -> None:
+        self._after_commit = after_commit
+        self._max_batch = max_batch
+        self._waiting: list[Waiting] = []
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._task is not None
+
+    async def submit(
+        self, room: Room, author: Identity, text: str, client_message_id: str | None = None
+    ) -> tuple[Message, bool]:
+        """Store one message (committed, and handed to after_commit); see store_batch."""
+        done: asyncio.Future[tuple[Message, bool]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((Draft(room, author, text, client_message_id), done))
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="group-commit")
+        return await done
+
+    async def _run(self) -> None:
+        batch: list[Waiting] = []
+        try:
+            while self._waiting:
+                batch = self._waiting[: self._max_batch]
+                del self._waiting[: self._max_batch]
+                await self._commit(batch)
+        except BaseException:
+            # Cancelled (the loop is stopping): nobody is left waiting without an answer.
+            for _, done in batch + self._waiting:
+                if not done.done():
+                    done.set_exception(StorageError("The message could not be stored."))
+            self._waiting.clear()
+            raise
+        finally:
+            self._task = None
+
+    async def _commit(self, batch: list[Waiting]) -> None:
+        drafts = [draft for draft, _ in batch]
+        try:
+            results = await message_service.store_batch(drafts)
+        except Exception as exc:
+            if len(batch) == 1:
+                results = [exc if isinstance(exc, ChatError) else _unexpected(exc)]
+            else:
+                # One bad draft must not sink the others: store them one by one.
+                for one in batch:
+                    await self._commit([one])
+                return
+        new = [r[0] for r in results if isinstance(r, tuple) and not r[1]]
+        if new:
+            try:
+                await self._after_commit(new)
+            except Exception:
+                # Stored is stored: receivers back-fill what was not published.
+                log.exception("publishing committed messages failed")
+        for (_, done), result in zip(batch, results, strict=True):
+            if done.done():
+                continue
+            if isinstance(result, BaseException):
+                done.set_exception(result)
+            else:
+                done.set_result(result)
+
+
+def _unexpected(exc: Exception) -> Stored:
+    log.error("storing a message failed", exc_info=exc)
+    return StorageError("The message could not be stored.")
