@@ -44,6 +44,11 @@ BROADCAST_LATENCY = Histogram(
     "From a client frame's arrival to its message being stored and published.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+COMMIT_BATCH = Histogram(
+    "chatroom_message_commit_batch_size",
+    "Messages stored per database commit (group commit).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 HTTP_REQUESTS = Counter(
     "chatroom_http_requests", "HTTP requests by route and status.", ["route", "status"]
 )

@@ -62,6 +62,31 @@ async def test_metrics_count_a_short_chat(server: ChatServer) -> None:
     assert "jwt" not in text and token not in text
 
 
+class TestGroupCommit:
+    @pytest.fixture
+    def server_settings(self) -> dict[str, Any]:
+        return {"ws_rate": 1000.0, "ws_burst": 1000}
+
+    async def test_one_senders_burst_shares_commits(self, server: ChatServer) -> None:
+        """The next frame is read while earlier ones are committed: they share commits."""
+        before = (await server.http.get("/metrics")).text
+        _, token = await server.signup()
+        rid = (await server.create_room(token))["ID"]
+        async with server.connect(rid, token) as ws:
+            texts = [f"burst {i}" for i in range(60)]
+            for text in texts:  # written without waiting for the echoes
+                await ws.send(json.dumps({"chatMessage": text}))
+            echoed = [(await recv_event(ws, "message"))["Body"] for _ in texts]
+        assert [m["chatMessage"] for m in echoed] == texts  # in the order sent
+        ids = [m["ID"] for m in echoed]
+        assert ids == sorted(ids)
+        text = (await server.http.get("/metrics")).text
+        count = "chatroom_message_commit_batch_size_count"
+        total = "chatroom_message_commit_batch_size_sum"
+        assert metric(text, total) - metric(before, total) == 60
+        assert metric(text, count) - metric(before, count) < 60, "every message had its own commit"
+
+
 async def test_readyz_names_the_database_when_it_is_gone() -> None:
     async with fresh_pg_database("ready") as url:
         await apply_migrations(url)

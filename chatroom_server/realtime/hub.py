@@ -246,29 +246,26 @@ class Hub:
 
     # ------------------------------------------------------------------ messages
 
-    async def post(
+    def post(
         self, room: Room, author: Identity, text: str, client_message_id: str | None = None
-    ) -> tuple[Message, bool]:
+    ) -> asyncio.Future[tuple[Message, bool]]:
         """Store the message (committed), then publish it once to every process.
 
-        Returns the message and whether it was a resend of one already stored
-        (which is not published again). Once started, the write finishes even if
-        the sender's handler is cancelled (its client went away): a transaction
-        cut in the middle could leave the database connection locked, and a
-        half-sent message is worse than a finished one.
+        The future resolves to the message and whether it was a resend of one
+        already stored (which is not published again). Messages are stored and
+        published in the order posted. The write goes on even if the sender's
+        handler is cancelled (its client went away): a message is either stored
+        and delivered, or it failed.
         """
         if self._stopping:
             raise StorageError("The server is shutting down; the message was not stored.")
-        work = asyncio.ensure_future(self.writer.submit(room, author, text, client_message_id))
+        work = self.writer.submit(room, author, text, client_message_id)
         self._writes.add(work)
         work.add_done_callback(self._write_done)
-        return await asyncio.shield(work)
+        return work
 
     def _write_done(self, work: asyncio.Future[tuple[Message, bool]]) -> None:
         self._writes.discard(work)
-        # Its caller may be gone (cancelled): the outcome is logged, never left unread.
-        if not work.cancelled() and work.exception() is not None:
-            log.warning("message write failed: %s", type(work.exception()).__name__)
 
     async def _publish(self, messages: list[Message]) -> None:
         """After a commit, in commit order: every process's hub gets each new message."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections import deque
 
 from .. import metrics, protocol
+from ..domain import Message
 from ..errors import ChatError, InvalidMessage
 from ..services import messages as message_service
 from .connection import Connection
@@ -33,43 +36,70 @@ async def recover(conn: Connection, since: int) -> None:
     conn.release(backlog[-1].id if backlog else since)
 
 
+# Messages of one connection being stored at once. The next frame is read while
+# earlier ones are being committed (so that they can share a commit); beyond this
+# many, reading waits, and TCP holds the client back.
+MAX_IN_FLIGHT = 64
+
+
 class Session:
-    __slots__ = ("hub", "conn", "bucket", "max_chars")
+    __slots__ = ("hub", "conn", "bucket", "max_chars", "_in_flight")
 
     def __init__(self, hub: Hub, conn: Connection, rate: float, burst: int, max_chars: int):
         self.hub = hub
         self.conn = conn
         self.bucket = TokenBucket(rate, burst)
         self.max_chars = max_chars
+        self._in_flight: deque[asyncio.Future[tuple[Message, bool]]] = deque()
 
     def _error(self, code: str, text: str) -> None:
         self.conn.send(protocol.error_frame(code, text))
 
     async def on_frame(self, data: str | bytes) -> None:
+        """Take one client frame: refuse it with an error frame, or start storing it."""
         if not self.bucket.take():
             metrics.DROPPED_RATE_LIMITED.inc()
             self._error(protocol.RATE_LIMITED, "Too many messages; this one was dropped.")
             return
-        started = time.perf_counter()
         try:
             incoming = protocol.parse_client_frame(data, self.conn.room.id, self.max_chars)
-            message, resend = await self.hub.post(
-                self.conn.room, self.conn.identity, incoming.text, incoming.client_message_id
-            )
-            if resend:
-                # Stored before (the client did not see the echo): show it to this sender again.
-                self.conn.send(protocol.message_frame(message), message.id)
-            else:
-                metrics.MESSAGES_RECEIVED.inc()
-                metrics.BROADCAST_LATENCY.observe(time.perf_counter() - started)
         except InvalidMessage as exc:
             metrics.DROPPED_INVALID.inc()
             self._error(exc.code, exc.message)
+            return
+        while len(self._in_flight) >= MAX_IN_FLIGHT:
+            await asyncio.wait({self._in_flight[0]})
+        try:
+            work = self.hub.post(
+                self.conn.room, self.conn.identity, incoming.text, incoming.client_message_id
+            )
         except ChatError as exc:
-            metrics.DROPPED_STORE_FAILED.inc()
+            self._failed(exc)
+            return
+        started = time.perf_counter()
+        self._in_flight.append(work)
+        work.add_done_callback(lambda done: self._posted(done, started))
+
+    def _posted(self, work: asyncio.Future[tuple[Message, bool]], started: float) -> None:
+        self._in_flight.remove(work)
+        if work.cancelled():
+            return
+        exc = work.exception()
+        if exc is not None:
+            self._failed(exc)
+            return
+        message, resend = work.result()
+        if resend:
+            # Stored before (the client did not see the echo): show it to this sender again.
+            self.conn.send(protocol.message_frame(message), message.id)
+        else:
+            metrics.MESSAGES_RECEIVED.inc()
+            metrics.BROADCAST_LATENCY.observe(time.perf_counter() - started)
+
+    def _failed(self, exc: BaseException) -> None:
+        metrics.DROPPED_STORE_FAILED.inc()
+        if isinstance(exc, ChatError):
             log.warning("message not stored: room=%s code=%s", self.conn.room.id, exc.code)
-            self._error(protocol.STORE_FAILED, "The message could not be stored; it was not sent.")
-        except Exception:
-            metrics.DROPPED_STORE_FAILED.inc()
-            log.exception("unexpected error while posting a message")
-            self._error(protocol.STORE_FAILED, "The message could not be stored; it was not sent.")
+        else:
+            log.error("unexpected error while storing a message", exc_info=exc)
+        self._error(protocol.STORE_FAILED, "The message could not be stored; it was not sent.")

@@ -16,6 +16,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from .. import metrics
 from ..domain import Identity, Message, Room
 from ..errors import ChatError, StorageError
 from . import messages as message_service
@@ -42,15 +43,19 @@ class MessageWriter:
     def busy(self) -> bool:
         return self._task is not None
 
-    async def submit(
+    def submit(
         self, room: Room, author: Identity, text: str, client_message_id: str | None = None
-    ) -> tuple[Message, bool]:
-        """Store one message (committed, and handed to after_commit); see store_batch."""
+    ) -> asyncio.Future[tuple[Message, bool]]:
+        """Queue one message; the future resolves once it is committed and handed on.
+
+        It resolves to the message and whether it was a resend (see store_batch),
+        or fails with a ChatError. Messages are stored in the order submitted.
+        """
         done: asyncio.Future[tuple[Message, bool]] = asyncio.get_running_loop().create_future()
         self._waiting.append((Draft(room, author, text, client_message_id), done))
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="group-commit")
-        return await done
+        return done
 
     async def _run(self) -> None:
         batch: list[Waiting] = []
@@ -73,6 +78,7 @@ class MessageWriter:
         drafts = [draft for draft, _ in batch]
         try:
             results = await message_service.store_batch(drafts)
+            metrics.COMMIT_BATCH.observe(len(drafts))
         except Exception as exc:
             if len(batch) == 1:
                 results = [exc if isinstance(exc, ChatError) else _unexpected(exc)]
