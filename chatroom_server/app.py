@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 from sanic import Sanic
 from sanic_ext import Extend
@@ -19,6 +20,7 @@ from .settings import Settings
 from .web import auth, ops, rooms, static, ws
 from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
+from .web.keepalive import Keepalive
 from .web.openapi import setup_openapi
 
 log = logging.getLogger("chatroom_server")
@@ -36,6 +38,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
             redis_prefix=settings.redis_prefix,
             presence_ttl=settings.presence_ttl,
         ),
+        keepalive=Keepalive(settings.ping_interval),
     )
     app: App = Sanic(name, ctx=ctx, error_handler=ChatErrorHandler())
     _configure(app, settings)
@@ -58,8 +61,8 @@ def _configure(app: App, settings: Settings) -> None:
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.WEBSOCKET_MAX_SIZE = settings.max_frame_bytes
     # Sanic annotates these as int but hands them to asyncio, which takes floats.
-    app.config.WEBSOCKET_PING_INTERVAL = settings.ping_interval  # type: ignore[assignment]
-    app.config.WEBSOCKET_PING_TIMEOUT = settings.ping_interval  # type: ignore[assignment]
+    # Our keep-alive pings every socket from one task (web/keepalive.py), not Sanic's.
+    app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]
     # Access lines would carry ?jwt= tokens; we log our own events instead.
     app.config.ACCESS_LOG = False
     app.config.CORS_ORIGINS = settings.cors_origins
@@ -71,18 +74,26 @@ def _configure(app: App, settings: Settings) -> None:
     Extend(app)
 
 
+DB_THREAD_SWITCH_INTERVAL = 0.0005
+
+
 def _setup_lifecycle(app: App) -> None:
     @app.before_server_start
     async def open_resources(app: App) -> None:
         settings = app.ctx.settings
+        # SQLite runs in aiosqlite's thread: a busy event loop would keep the GIL
+        # from it for the default 5 ms at every query, adding that to every commit.
+        sys.setswitchinterval(DB_THREAD_SWITCH_INTERVAL)
         await open_database(settings.database_url)
         secret = settings.jwt_secret or await shared_secret()
         app.ctx.tokens = TokenService(secret, settings.token_ttl)
         await app.ctx.hub.start()
+        app.ctx.keepalive.start()
 
     @app.before_server_stop
     async def close_sockets(app: App) -> None:
         # Close with 1001 ourselves: Sanic would otherwise close them with 1000.
+        await app.ctx.keepalive.stop()
         await app.ctx.hub.stop()
 
     @app.after_server_stop

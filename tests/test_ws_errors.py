@@ -799,6 +799,17 @@ class TestPing:
     def server_settings(self) -> dict[str, Any]:
         return {"ping_interval": 0.3}
 
+    async def test_a_peer_that_answers_pings_stays(self, server: ChatServer) -> None:
+        _, token = await server.signup()
+        rid = (await server.create_room(token))["ID"]
+        keepalive = server.app.ctx.keepalive
+        async with server.connect(rid, token) as ws:
+            first = keepalive.rounds
+            # The client library answers every ping; three rounds later it is still here.
+            await eventually(lambda: keepalive.rounds >= first + 3, "three ping rounds")
+            await works(ws, rid, "after the pings")
+            assert server.app.ctx.hub.connection_count == 1
+
     async def test_a_peer_that_never_answers_pings_is_dropped(self, server: ChatServer) -> None:
         _, token = await server.signup()
         room = await server.create_room(token)

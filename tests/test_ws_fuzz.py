@@ -123,6 +123,23 @@ async def test_hostile_frames_get_documented_answers(server: ChatServer) -> None
     assert (await server.http.get("/healthz")).status_code == 200
 
 
+async def test_fragmented_messages_are_put_back_together(server: ChatServer) -> None:
+    _, token = await server.signup()
+    rid = (await server.create_room(token))["ID"]
+    text = "fragments \u65e5\u672c\u8a9e " + "z" * 100
+    raw = json.dumps({"chatMessage": text}, ensure_ascii=False).encode()
+    # Fragment boundaries fall inside multi-byte characters, on purpose.
+    cut = raw.index("\u65e5".encode()) + 1
+    async with server.connect(rid, token) as ws:
+        for parts in ([raw[:cut], raw[cut:]], [raw[:cut], raw[cut : cut + 2], raw[cut + 2 :]]):
+            await ws.send(iter(parts), text=True)
+            kind, body = await answer(ws)
+            assert kind == "message" and body["chatMessage"] == text
+        # Bytes that are not UTF-8, split over fragments: 1007.
+        await ws.send(iter([b'{"chatMessage": "\xe6', b'\xff"}']), text=True)
+        assert await answer(ws) == ("closed", 1007)
+
+
 async def test_random_frames_never_break_the_server(server: ChatServer) -> None:
     _, token = await server.signup()
     rid = (await server.create_room(token))["ID"]

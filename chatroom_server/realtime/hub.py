@@ -131,6 +131,11 @@ class Hub:
         local = self._rooms.get(room_id)
         return tuple(local.conns) if local else ()
 
+    def local_room(self, room_id: int) -> Room | None:
+        """The room, if it has connections in this process (its sockets share one object)."""
+        local = self._rooms.get(room_id)
+        return local.room if local is not None else None
+
     async def presence(self, room_id: int) -> Presence:
         """Users connected to the room and open connections, on every host."""
         return await self.presence_store.list(room_id)

@@ -39,6 +39,12 @@ async def list_rooms() -> list[Room]:
 MAX_ID = 2**63 - 1
 
 
+async def room_exists(room_id: int) -> bool:
+    """Whether the room exists and is not deleted (cheaper than get_room)."""
+    with storage_errors():
+        return bool(await RoomRow.exists(id=room_id, deleted_at=None))
+
+
 async def get_room(room_id: int) -> Room:
     """The room, or NotFound if it never existed or was deleted."""
     if not 1 <= room_id <= MAX_ID:

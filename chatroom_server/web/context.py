@@ -13,6 +13,7 @@ from ..realtime.hub import Hub
 from ..security import TokenService
 from ..services.users import UserService
 from ..settings import Settings
+from .keepalive import Keepalive
 
 
 @dataclass
@@ -20,6 +21,7 @@ class Ctx:
     settings: Settings
     users: UserService
     hub: Hub
+    keepalive: Keepalive
     # Set in before_server_start, once the secret is read from the database.
     tokens: TokenService = field(init=False)
 

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-import weakref
-from collections.abc import Callable
-from typing import Any
+from urllib.parse import parse_qs
 
 from sanic import Blueprint, Request
 from sanic.exceptions import WebsocketClosed
-from sanic.server.websockets.frame import WebsocketFrameAssembler
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import OPEN
@@ -25,13 +21,13 @@ from ..errors import BadRequest, Forbidden
 from ..realtime.connection import (
     CLOSE_INTERNAL,
     CLOSE_INVALID_DATA,
-    CLOSE_POLICY,
     Connection,
     State,
 )
 from ..realtime.session import Session, recover
 from ..services import rooms as room_service
 from .context import bearer_token, ctx_of
+from .inbox import Inbox
 
 bp = Blueprint("ws")
 log = logging.getLogger("chatroom_server.web")
@@ -65,31 +61,6 @@ class SanicTransport:
             waiting.set_result(None)
 
 
-# Sanic decodes text frames in a background task, where a bad byte sequence is an
-# unhandled error and the connection then hangs without a word. This assembler
-# (the same object, its class swapped) reports it instead, so that the
-# connection is closed with 1007.
-_bad_text_handlers: weakref.WeakKeyDictionary[Any, Callable[[], None]] = weakref.WeakKeyDictionary()
-
-
-class _CheckedAssembler(WebsocketFrameAssembler):
-    __slots__ = ()
-
-    async def put(self, frame: Any) -> None:
-        try:
-            await super().put(frame)
-        except UnicodeDecodeError:
-            handler = _bad_text_handlers.get(self.protocol)
-            if handler is not None:
-                handler()
-
-
-def guard_text_frames(ws: WebsocketImplProtocol, conn: Connection) -> None:
-    """Close `conn` with 1007 when its client sends a text frame that is not UTF-8."""
-    _bad_text_handlers[ws] = lambda: conn.close(CLOSE_INVALID_DATA, "text frame is not UTF-8")
-    ws.assembler.__class__ = _CheckedAssembler
-
-
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     # No Origin header: not a browser, nothing to check; the token authenticates.
     return origin is None or "*" in allowed or origin in allowed
@@ -100,12 +71,24 @@ async def before_upgrade(request: Request) -> None:
     ctx = ctx_of(request)
     if not origin_allowed(request.headers.get("origin"), ctx.settings.ws_origin_list):
         raise Forbidden("This origin may not open a websocket here.")
-    request.ctx.identity = ctx.tokens.verify(request.args.get("jwt") or bearer_token(request))
-    room_id = protocol.query_int(request.args.get("room_id"), "room_id", 1, protocol.MAX_ID)
+    # Parsed here rather than through request.args, which Sanic would keep (with the
+    # token) for as long as the socket is open.
+    args = parse_qs(request.query_string, errors="replace")
+
+    def arg(name: str) -> str | None:
+        values = args.get(name)
+        return values[0] if values else None
+
+    request.ctx.identity = ctx.tokens.verify(arg("jwt") or bearer_token(request))
+    room_id = protocol.query_int(arg("room_id"), "room_id", 1, protocol.MAX_ID)
     if room_id is None:
         raise BadRequest("room_id: this query parameter is required.")
-    request.ctx.since = protocol.query_int(request.args.get("since"), "since", 0, protocol.MAX_ID)
-    request.ctx.room = await room_service.get_room(room_id)
+    request.ctx.since = protocol.query_int(arg("since"), "since", 0, protocol.MAX_ID)
+    # Checked in the database every time; the room object is shared by its sockets.
+    room = ctx.hub.local_room(room_id)
+    if room is None or not await room_service.room_exists(room_id):
+        room = await room_service.get_room(room_id)
+    request.ctx.room = room
 
 
 async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
@@ -116,21 +99,21 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     session = Session(
         ctx.hub, conn, settings.ws_rate, settings.ws_burst, settings.max_message_chars
     )
-    # The connection lives no longer than its token: then 1008.
-    expiry = asyncio.get_running_loop().call_later(
-        max(0.0, identity.expires_at - time.time()), conn.close, CLOSE_POLICY, "token expired"
-    )
     since: int | None = request.ctx.since
     log.info("websocket open: room=%s user=%s", conn.room.id, identity.user_id)
-    guard_text_frames(ws, conn)
+    # Sanic decodes text frames in its reader task, where a bad byte sequence would
+    # be an unhandled error: the inbox closes the connection with 1007 instead.
+    inbox = Inbox.install(ws, lambda: conn.close(CLOSE_INVALID_DATA, "text frame is not UTF-8"))
     if since is not None:
         conn.hold()  # live frames wait behind the backlog
     await ctx.hub.join(conn)
+    # Pings, and 1008 when the token expires: the connection lives no longer than it.
+    ctx.keepalive.add(conn, ws)
     try:
         if since is not None:
             await recover(conn, since)
         while conn.state is State.OPEN:
-            data = await ws.recv()
+            data = await inbox.get()
             if data is None:
                 break
             await session.on_frame(data)
@@ -145,8 +128,8 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
         log.exception("websocket handler failed: room=%s", conn.room.id)
         conn.close(CLOSE_INTERNAL, "internal error")
     finally:
-        expiry.cancel()
-        _bad_text_handlers.pop(ws, None)  # its value refers to the key: drop it by hand
+        ctx.keepalive.discard(conn)
+        inbox.close()
         conn.finish()
         await ctx.hub.leave(conn)
         log.info("websocket closed: room=%s user=%s", conn.room.id, identity.user_id)

@@ -1,0 +1,149 @@
+"""Reading one Sanic websocket with little memory per idle connection.
+
+Sanic gives every websocket a frame assembler holding an asyncio.Queue, two
+Events and two Locks (about 5 KiB, most of an idle connection's Python
+memory), and its recv() starts a task for every message. `Inbox` takes the
+assembler's place (`ws.assembler`, whose put() Sanic calls for every data
+frame) and hands whole messages to one reader, with two futures made only
+while someone waits.
+
+Like Sanic's assembler, it holds at most one unread message: until the handler
+takes it, reading from the socket is paused and TCP holds the client back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from sanic.exceptions import WebsocketClosed
+from sanic.server.websockets.impl import WebsocketImplProtocol
+from websockets.frames import Frame, Opcode
+from websockets.protocol import CLOSED
+
+
+class Inbox:
+    __slots__ = (
+        "ws",
+        "on_bad_text",
+        "_chunks",
+        "_text",
+        "_message",
+        "_reader",
+        "_taken",
+        "_paused",
+    )
+
+    def __init__(self, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None]) -> None:
+        self.ws = ws
+        self.on_bad_text = on_bad_text  # a text message that is not UTF-8 arrived
+        self._chunks: list[bytes] | None = None  # a fragmented message so far
+        self._text = False
+        self._message: str | bytes | None = None  # complete, not yet taken
+        self._reader: asyncio.Future[Any] | None = None  # get() waiting
+        self._taken: asyncio.Future[None] | None = None  # put() waiting for get()
+        self._paused = False
+
+    @classmethod
+    def install(cls, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None]) -> Inbox:
+        """Take the place of Sanic's assembler, with whatever the client already sent."""
+        old = ws.assembler
+        inbox = cls(ws, on_bad_text)
+        ws.assembler = inbox  # type: ignore[assignment]
+        if old.message_complete.is_set():
+            # A whole message came before the handler ran; its put() waits to be told.
+            joiner: Any = "" if old.decoder is not None else b""
+            inbox._message = joiner.join(old.chunks)
+            old.message_complete.clear()
+            old.message_fetched.set()
+            inbox._paused = bool(old.paused)
+        elif old.chunks:
+            # The start of a fragmented message: as bytes again, with any partial character.
+            inbox._text = old.decoder is not None
+            inbox._chunks = [c.encode() if isinstance(c, str) else bytes(c) for c in old.chunks]
+            if old.decoder is not None:
+                inbox._chunks.append(old.decoder.getstate()[0])
+        return inbox
+
+    async def put(self, frame: Frame) -> None:
+        """Sanic's reader task: add a data frame; return once a whole message is taken."""
+        if frame.opcode is Opcode.TEXT or frame.opcode is Opcode.BINARY:
+            self._text = frame.opcode is Opcode.TEXT
+            self._chunks = [bytes(frame.data)]
+        elif frame.opcode is Opcode.CONT and self._chunks is not None:
+            self._chunks.append(bytes(frame.data))
+        else:
+            return
+        if not frame.fin:
+            return
+        chunks, self._chunks = self._chunks, None
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        message: str | bytes
+        if self._text:
+            try:
+                message = data.decode()
+            except UnicodeDecodeError:
+                self.on_bad_text()
+                return
+        else:
+            message = data
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(message)
+            return
+        # Nobody is reading yet: keep it, and stop reading the socket until it is taken.
+        self._message = message
+        self._paused = bool(self.ws.pause_frames())  # type: ignore[no-untyped-call]
+        self._taken = asyncio.get_running_loop().create_future()
+        try:
+            await self._taken
+        finally:
+            self._taken = None
+
+    async def get(self) -> str | bytes | None:
+        """The next message; None when the server closed the connection (see abort).
+
+        Raises CancelledError when the client closes (Sanic cancels `recv_cancel`,
+        as it does for its own recv()), WebsocketClosed once the socket is closed.
+        """
+        message = self._message
+        if message is not None:
+            self._message = None
+            self._release()
+            return message
+        if self.ws.ws_proto.state is CLOSED:
+            raise WebsocketClosed("The websocket is closed.")
+        reader: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._reader = reader
+        # Sanic cancels recv_cancel when the client closes or the socket ends; the
+        # server's own close resolves it with None.
+        self.ws.recv_cancel = reader
+        try:
+            return await reader  # type: ignore[no-any-return]
+        finally:
+            self._reader = None
+            if self.ws.recv_cancel is reader:
+                self.ws.recv_cancel = None
+
+    def close(self) -> None:
+        """The handler is done: let a put() waiting for it finish.
+
+        Sanic may keep the closed socket (and so this inbox) for a while: nothing of
+        the handler's may stay reachable from here.
+        """
+        self.on_bad_text = _ignore
+        self._message = None
+        self._release()
+
+    def _release(self) -> None:
+        if self._paused:
+            self._paused = False
+            self.ws.resume_frames()  # type: ignore[no-untyped-call]
+        taken = self._taken
+        if taken is not None and not taken.done():
+            taken.set_result(None)
+
+
+def _ignore() -> None:
+    pass
