@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from sanic import Sanic
 from sanic_ext import Extend
@@ -74,16 +73,10 @@ def _configure(app: App, settings: Settings) -> None:
     Extend(app)
 
 
-DB_THREAD_SWITCH_INTERVAL = 0.0005
-
-
 def _setup_lifecycle(app: App) -> None:
     @app.before_server_start
     async def open_resources(app: App) -> None:
         settings = app.ctx.settings
-        # SQLite runs in aiosqlite's thread: a busy event loop would keep the GIL
-        # from it for the default 5 ms at every query, adding that to every commit.
-        sys.setswitchinterval(DB_THREAD_SWITCH_INTERVAL)
         await open_database(settings.database_url)
         secret = settings.jwt_secret or await shared_secret()
         app.ctx.tokens = TokenService(secret, settings.token_ttl)

@@ -225,6 +225,26 @@ async def test_store_batch_resends_repeats_and_gone_rooms(server: ChatServer) ->
     assert await room_service.last_seq(room.id) == 2
 
 
+async def test_ids_of_a_batch_are_found_even_when_not_the_newest(server: ChatServer) -> None:
+    """IDs handed out out of order (a PostgreSQL sequence cache) still match up."""
+    from tortoise.transactions import in_transaction
+
+    from chatroom_server.db.models import MessageRow
+    from chatroom_server.services.messages import _new_ids
+
+    who = identity((await server.signup())[0])
+    _, token = await server.signup()
+    room = await room_service.get_room((await server.create_room(token))["ID"])
+    (older, _), (newer, _) = [
+        await message_service.store_message(room, who, text) for text in ("older", "newer")
+    ]
+    async with in_transaction() as conn:
+        row = MessageRow(room_id=room.id, seq=older.seq)
+        # As if "older" were this batch's only row while a newer ID already existed.
+        assert await _new_ids(conn, [row]) == {(room.id, older.seq): older.id}
+    assert newer.id > older.id
+
+
 async def test_one_bad_message_does_not_sink_its_batch(server: ChatServer) -> None:
     who = identity((await server.signup())[0])
     ghost = Identity(10**9, "ghost", "ghost@example.com", who.expires_at)  # no such user

@@ -33,6 +33,7 @@ class LocalRoom:
 
     room: Room
     sequencer: Sequencer
+    loop: asyncio.AbstractEventLoop
     conns: set[Connection] = field(default_factory=set)
     # Frames (message ID or None, text) that arrived during this turn of the event
     # loop: written together at its end, one write per connection for all of them.
@@ -40,7 +41,7 @@ class LocalRoom:
 
     def push(self, message_id: int | None, frame: str) -> None:
         if not self.pending:
-            asyncio.get_running_loop().call_soon(self.flush)
+            self.loop.call_soon(self.flush)
         self.pending.append((message_id, frame))
 
     def flush(self) -> None:
@@ -196,7 +197,11 @@ class Hub:
             found = await message_service.after_seq(room, after_seq, BACKFILL_BATCH)
             return [(m, protocol.message_frame(m)) for m in found]
 
-        local = LocalRoom(room, Sequencer(lambda mid, frame: local.push(mid, frame), fetch))
+        local = LocalRoom(
+            room,
+            Sequencer(lambda mid, frame: local.push(mid, frame), fetch),
+            asyncio.get_running_loop(),
+        )
         self._rooms[room.id] = local
         metrics.ROOMS.inc()
         return local

@@ -113,28 +113,10 @@ async def store_batch(drafts: Sequence[Draft]) -> list[Stored]:
                 )
                 inserted.append((i, row))
             if inserted:
-                # bulk_create fills in created_at but not the IDs: those are read back,
-                # above the newest ID from before (our rooms are locked, so only rows of
-                # this batch can be new in them).
-                newest = (
-                    await MessageRow.all()
-                    .using_db(conn)
-                    .order_by("-id")
-                    .limit(1)
-                    .values_list("id", flat=True)
-                )
                 await MessageRow.bulk_create([row for _, row in inserted], using_db=conn)
                 advanced = {row.room_id: row.seq for _, row in inserted}
                 await _advance_rooms(conn, advanced)
-                ids = {
-                    (room_id, seq): message_id
-                    for room_id, seq, message_id in await MessageRow.filter(
-                        id__gt=newest[0] if newest else 0,
-                        room_id__in=list(advanced),
-                    )
-                    .using_db(conn)
-                    .values_list("room_id", "seq", "id")
-                }
+                ids = await _new_ids(conn, [row for _, row in inserted])
                 for i, row in inserted:
                     row.id = ids[(row.room_id, row.seq)]
                     results[i] = (to_message(row, drafts[i].room.name), False)
@@ -144,6 +126,31 @@ async def store_batch(drafts: Sequence[Draft]) -> list[Stored]:
         results[i] = (earlier[0], True)
     assert all(r is not None for r in results)
     return cast(list[Stored], results)
+
+
+async def _new_ids(conn: BaseDBAsyncClient, rows: list[MessageRow]) -> dict[tuple[int, int], int]:
+    """The IDs of rows just bulk-inserted (which bulk_create does not return), by (room, seq).
+
+    The rooms are locked, so this batch's rows are the newest of those rooms.
+    """
+    found = await (
+        MessageRow.filter(room_id__in=list({row.room_id for row in rows}))
+        .using_db(conn)
+        .order_by("-id")
+        .limit(len(rows))
+        .values_list("room_id", "seq", "id")
+    )
+    ids = {(room_id, seq): message_id for room_id, seq, message_id in found}
+    if all((row.room_id, row.seq) in ids for row in rows):
+        return ids
+    # IDs not handed out in order (a PostgreSQL sequence with a cache): look them up.
+    wanted = [Q(room_id=row.room_id, seq=row.seq) for row in rows]
+    found = await (
+        MessageRow.filter(Q(*wanted, join_type="OR"))
+        .using_db(conn)
+        .values_list("room_id", "seq", "id")
+    )
+    return {(room_id, seq): message_id for room_id, seq, message_id in found}
 
 
 async def _advance_rooms(conn: BaseDBAsyncClient, last_seqs: dict[int, int]) -> None:

@@ -38,6 +38,7 @@ class MessageWriter:
         self._max_batch = max_batch
         self._waiting: list[Waiting] = []
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def busy(self) -> bool:
@@ -51,10 +52,13 @@ class MessageWriter:
         It resolves to the message and whether it was a resend (see store_batch),
         or fails with a ChatError. Messages are stored in the order submitted.
         """
-        done: asyncio.Future[tuple[Message, bool]] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if self._task is None or loop is None:
+            # Looked up when idle only: get_running_loop() costs a system call (getpid).
+            self._loop = loop = asyncio.get_running_loop()
+            self._task = loop.create_task(self._run(), name="group-commit")
+        done: asyncio.Future[tuple[Message, bool]] = loop.create_future()
         self._waiting.append((Draft(room, author, text, client_message_id), done))
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="group-commit")
         return done
 
     async def _run(self) -> None:

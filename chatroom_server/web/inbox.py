@@ -26,6 +26,7 @@ from websockets.protocol import CLOSED
 class Inbox:
     __slots__ = (
         "ws",
+        "loop",
         "on_bad_text",
         "_chunks",
         "_text",
@@ -37,6 +38,8 @@ class Inbox:
 
     def __init__(self, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None]) -> None:
         self.ws = ws
+        # Kept: asyncio.get_running_loop() costs a system call (getpid) per message.
+        self.loop = ws.loop or asyncio.get_running_loop()
         self.on_bad_text = on_bad_text  # a text message that is not UTF-8 arrived
         self._chunks: list[bytes] | None = None  # a fragmented message so far
         self._text = False
@@ -95,7 +98,7 @@ class Inbox:
         # Nobody is reading yet: keep it, and stop reading the socket until it is taken.
         self._message = message
         self._paused = bool(self.ws.pause_frames())  # type: ignore[no-untyped-call]
-        self._taken = asyncio.get_running_loop().create_future()
+        self._taken = self.loop.create_future()
         try:
             await self._taken
         finally:
@@ -114,7 +117,7 @@ class Inbox:
             return message
         if self.ws.ws_proto.state is CLOSED:
             raise WebsocketClosed("The websocket is closed.")
-        reader: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        reader: asyncio.Future[Any] = self.loop.create_future()
         self._reader = reader
         # Sanic cancels recv_cancel when the client closes or the socket ends; the
         # server's own close resolves it with None.
