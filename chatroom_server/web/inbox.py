@@ -34,6 +34,7 @@ class Inbox:
         "_reader",
         "_taken",
         "_paused",
+        "_closed",
     )
 
     def __init__(self, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None]) -> None:
@@ -47,6 +48,7 @@ class Inbox:
         self._reader: asyncio.Future[Any] | None = None  # get() waiting
         self._taken: asyncio.Future[None] | None = None  # put() waiting for get()
         self._paused = False
+        self._closed = False
 
     @classmethod
     def install(cls, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None]) -> Inbox:
@@ -71,6 +73,8 @@ class Inbox:
 
     async def put(self, frame: Frame) -> None:
         """Sanic's reader task: add a data frame; return once a whole message is taken."""
+        if self._closed:
+            return  # the handler is gone: nobody will take it, and nobody may wait for that
         if frame.opcode is Opcode.TEXT or frame.opcode is Opcode.BINARY:
             self._text = frame.opcode is Opcode.TEXT
             self._chunks = [bytes(frame.data)]
@@ -135,6 +139,7 @@ class Inbox:
         Sanic may keep the closed socket (and so this inbox) for a while: nothing of
         the handler's may stay reachable from here.
         """
+        self._closed = True
         self.on_bad_text = _ignore
         self._message = None
         self._release()
