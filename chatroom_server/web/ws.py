@@ -61,6 +61,17 @@ class SanicTransport:
             waiting.set_result(None)
 
 
+def stop_http_timeouts(ws: WebsocketImplProtocol) -> None:
+    """Cancel the HTTP timeout check Sanic still has scheduled for this connection.
+
+    When it fires (up to 30 s later) Sanic only finds a websocket and stops; until
+    then its timer keeps the connection's objects alive, even long after a close.
+    """
+    timer = getattr(ws.io_proto, "_callback_check_timeouts", None)
+    if timer is not None:
+        timer.cancel()
+
+
 def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
     # No Origin header: not a browser, nothing to check; the token authenticates.
     return origin is None or "*" in allowed or origin in allowed
@@ -104,6 +115,7 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     # Sanic decodes text frames in its reader task, where a bad byte sequence would
     # be an unhandled error: the inbox closes the connection with 1007 instead.
     inbox = Inbox.install(ws, lambda: conn.close(CLOSE_INVALID_DATA, "text frame is not UTF-8"))
+    stop_http_timeouts(ws)
     if since is not None:
         conn.hold()  # live frames wait behind the backlog
     await ctx.hub.join(conn)
