@@ -131,6 +131,23 @@ async def test_subscribed_room_receives_payloads_in_publish_order(
     assert rec.room(1) == sent
 
 
+async def test_publish_many_keeps_order_and_skips_rooms_nobody_hears(
+    new_broker: BrokerFactory,
+) -> None:
+    rec = Recorder()
+    broker = await new_broker(rec)
+    await broker.subscribe(1)
+    await broker.subscribe(2)
+    items = [(1 + i % 3, f"batch {i}") for i in range(60)]  # room 3 is not subscribed
+    await broker.publish_many(items)
+    await broker.publish(1, "after")
+    await rec.wait_for(1, "after")
+    await rec.wait_for(2, "batch 58")
+    assert rec.room(1) == [p for r, p in items if r == 1] + ["after"]
+    assert rec.room(2) == [p for r, p in items if r == 2]
+    assert rec.room(3) == []
+
+
 async def test_unsubscribed_room_receives_nothing(new_broker: BrokerFactory) -> None:
     rec = Recorder()
     broker = await new_broker(rec)

@@ -9,7 +9,7 @@ process publishes each committed message once; the broker hands the payload to
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from ..errors import ChatError
@@ -46,6 +46,12 @@ class Broker(Protocol):
         """Send a payload to every process subscribed to `room_id`, this one included.
 
         Raises BrokerUnavailable when it could not be sent.
+        """
+
+    async def publish_many(self, items: Sequence[tuple[int, str]]) -> None:
+        """Publish several (room ID, payload) pairs, in order, in one round trip.
+
+        Raises BrokerUnavailable when they could not all be sent.
         """
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from . import Deliver
 
 
@@ -29,3 +31,8 @@ class MemoryBroker:
     async def publish(self, room_id: int, payload: str) -> None:
         if room_id in self._rooms:
             self._deliver(room_id, payload)
+
+    async def publish_many(self, items: Sequence[tuple[int, str]]) -> None:
+        for room_id, payload in items:
+            if room_id in self._rooms:
+                self._deliver(room_id, payload)

@@ -15,6 +15,7 @@ import logging
 import random
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
@@ -157,6 +158,19 @@ class RedisBroker:
             raise BrokerUnavailable("the Redis broker is not connected")
         try:
             await client.publish(self._room_channel(room_id), payload)
+        except _CONNECTION_ERRORS as exc:
+            raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+
+    async def publish_many(self, items: Sequence[tuple[int, str]]) -> None:
+        client = self._client
+        if client is None:
+            raise BrokerUnavailable("the Redis broker is not connected")
+        # One pipeline (not a transaction): one round trip, PUBLISHes in order.
+        pipe = client.pipeline(transaction=False)
+        for room_id, payload in items:
+            pipe.publish(self._room_channel(room_id), payload)
+        try:
+            await pipe.execute()
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
 

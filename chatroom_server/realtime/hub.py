@@ -279,17 +279,17 @@ class Hub:
 
     async def _publish(self, messages: list[Message]) -> None:
         """After a commit, in commit order: every process's hub gets each new message."""
-        for message in messages:
-            payload = protocol.bus_message(message, protocol.message_frame(message))
-            try:
-                await self.broker.publish(message.room_id, payload)
-                heard = self.broker.healthy
-            except BrokerUnavailable:
-                heard = False
-            if not heard:
-                # Stored is stored: deliver here now (the sequencer drops the echo if
-                # one comes); other hosts back-fill it by seq.
-                self.deliver(message.room_id, payload)
+        items = [(m.room_id, protocol.bus_message(m, protocol.message_frame(m))) for m in messages]
+        try:
+            await self.broker.publish_many(items)
+            heard = self.broker.healthy
+        except BrokerUnavailable:
+            heard = False
+        if not heard:
+            # Stored is stored: deliver here now (the sequencer drops the echo if one
+            # comes); other hosts back-fill them by seq.
+            for room_id, payload in items:
+                self.deliver(room_id, payload)
 
     def deliver(self, room_id: int, payload: str) -> None:
         """Broker callback: hand the encoded frame to every local connection, in order."""
