@@ -7,8 +7,10 @@ assembler's place (`ws.assembler`, whose put() Sanic calls for every data
 frame) and hands whole messages to one reader, with two futures made only
 while someone waits.
 
-Like Sanic's assembler, it holds at most one unread message: until the handler
-takes it, reading from the socket is paused and TCP holds the client back.
+It holds a short burst of unread messages (at most MAX_MESSAGES, or one more
+once MAX_BYTES are waiting), so that a client's pipelined messages are taken in
+one go rather than one per turn of the event loop; beyond that, reading from
+the socket is paused until the handler catches up, and TCP holds the client back.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED
 
+MAX_MESSAGES = 16
+MAX_BYTES = 65536
+
 
 class Inbox:
     __slots__ = (
@@ -30,7 +35,8 @@ class Inbox:
         "on_bad_text",
         "_chunks",
         "_text",
-        "_message",
+        "_messages",
+        "_bytes",
         "_reader",
         "_taken",
         "_paused",
@@ -44,7 +50,8 @@ class Inbox:
         self.on_bad_text = on_bad_text  # a text message that is not UTF-8 arrived
         self._chunks: list[bytes] | None = None  # a fragmented message so far
         self._text = False
-        self._message: str | bytes | None = None  # complete, not yet taken
+        self._messages: list[str | bytes] | None = None  # complete, not yet taken
+        self._bytes = 0
         self._reader: asyncio.Future[Any] | None = None  # get() waiting
         self._taken: asyncio.Future[None] | None = None  # put() waiting for get()
         self._paused = False
@@ -59,7 +66,7 @@ class Inbox:
         if old.message_complete.is_set():
             # A whole message came before the handler ran; its put() waits to be told.
             joiner: Any = "" if old.decoder is not None else b""
-            inbox._message = joiner.join(old.chunks)
+            inbox._messages = [joiner.join(old.chunks)]
             old.message_complete.clear()
             old.message_fetched.set()
             inbox._paused = bool(old.paused)
@@ -99,8 +106,14 @@ class Inbox:
         if reader is not None and not reader.done():
             reader.set_result(message)
             return
-        # Nobody is reading yet: keep it, and stop reading the socket until it is taken.
-        self._message = message
+        # Nobody is reading right now: keep it; if too much is waiting, stop reading
+        # the socket until the handler has taken it.
+        if self._messages is None:
+            self._messages = []
+        self._messages.append(message)
+        self._bytes += len(message)
+        if len(self._messages) < MAX_MESSAGES and self._bytes < MAX_BYTES:
+            return
         self._paused = bool(self.ws.pause_frames())  # type: ignore[no-untyped-call]
         self._taken = self.loop.create_future()
         try:
@@ -114,10 +127,14 @@ class Inbox:
         Raises CancelledError when the client closes (Sanic cancels `recv_cancel`,
         as it does for its own recv()), WebsocketClosed once the socket is closed.
         """
-        message = self._message
-        if message is not None:
-            self._message = None
-            self._release()
+        messages = self._messages
+        if messages:
+            message = messages.pop(0)
+            self._bytes -= len(message)
+            if not messages:
+                self._messages = None
+                self._bytes = 0
+                self._release()
             return message
         if self.ws.ws_proto.state is CLOSED:
             raise WebsocketClosed("The websocket is closed.")
@@ -141,7 +158,7 @@ class Inbox:
         """
         self._closed = True
         self.on_bad_text = _ignore
-        self._message = None
+        self._messages = None
         self._release()
 
     def _release(self) -> None:
