@@ -1,0 +1,714 @@
+// Websocket load generator for the chatroom-server benchmarks (driven by benchmarks/run.py).
+//
+//   node loadgen.mjs '<config JSON>'        (or the config JSON on stdin)
+//
+// Config: {"mode": "throughput"|"rate"|"rooms"|"idle", "url": "ws://127.0.0.1:PORT/ws",
+//          "tokens": [...], "rooms": [ids], "receivers": 1000, "window": 50, "rate": 20,
+//          "clients_per_room": 10, "connections": 5000, "warmup": 2, "duration": 10,
+//          "drain_timeout": 10, "connect_concurrency": 200,
+//          "fast_reader": true, "coalesce_ms": 2 (throughput mode; 0 elsewhere)}
+//
+// - throughput: N receivers and one sender in one room; the sender keeps `window`
+//   messages in flight (sent, own echo not back yet).
+// - rate: the same, the sender at a fixed `rate` messages/s.
+// - rooms: every client of every room sends `rate` messages/s and receives its room.
+// - idle: open `connections`, print {"event":"connected",...}, hold them until a line
+//   arrives on stdin, close them.
+//
+// stdout: event lines ({"event":"measure_start"}, {"event":"measure_end"},
+// {"event":"connected",...}) and, last, ONE result line {"event":"result",...}.
+// Progress goes to stderr.
+//
+// Cheap per frame on purpose (the server, not this, must be the bottleneck): received
+// frames are never JSON-parsed (the message number is read after the marker
+// `"chatMessage":"bench ` straight from the bytes), receivers read their sockets
+// through a minimal frame reader (see "fast frame reader"), and latencies go into a
+// fixed histogram.
+
+import { readFileSync } from "node:fs";
+import net from "node:net";
+import { performance } from "node:perf_hooks";
+import { createInterface } from "node:readline";
+import WebSocket from "ws";
+
+// ------------------------------------------------------------------ config
+
+function readConfig() {
+  const raw = process.argv[2] ?? readFileSync(0, "utf8");
+  const cfg = JSON.parse(raw);
+  return {
+    mode: cfg.mode,
+    url: cfg.url,
+    tokens: cfg.tokens?.length ? cfg.tokens : ["x"],
+    rooms: cfg.rooms?.length ? cfg.rooms : [1],
+    receivers: cfg.receivers ?? 1000,
+    window: cfg.window ?? 50,
+    rate: cfg.rate ?? 20,
+    clientsPerRoom: cfg.clients_per_room ?? 10,
+    connections: cfg.connections ?? 5000,
+    warmup: cfg.warmup ?? 2,
+    duration: cfg.duration ?? 10,
+    drainTimeout: cfg.drain_timeout ?? 10,
+    connectConcurrency: cfg.connect_concurrency ?? 200,
+    closeTimeout: cfg.close_timeout ?? 10,
+    fastReader: cfg.fast_reader ?? true,
+    coalesceMs: cfg.coalesce_ms ?? 0,
+    coalesceMinReads: cfg.coalesce_min_reads ?? 64,
+  };
+}
+
+const cfg = readConfig();
+const log = (msg) => process.stderr.write(`[loadgen ${cfg.mode}] ${msg}\n`);
+const emit = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
+
+// ------------------------------------------------------------------ frame parsing
+
+const MARK = Buffer.from('"chatMessage":');
+const BENCH = Buffer.from('"bench ');
+const ERROR_EVENT = Buffer.from('"Event":"error"');
+const NOT_OURS = -1;
+const ERROR_FRAME = -2;
+
+// Where MARK starts in buf[start, end), or -1: Boyer-Moore-Horspool in plain JS, which
+// beats Buffer#indexOf (a native call, and memchr on '"', frequent in JSON) on small frames.
+const MARK_LAST = MARK.length - 1;
+const MARK_SKIP = new Uint8Array(256).fill(MARK.length);
+for (let k = 0; k < MARK_LAST; k++) MARK_SKIP[MARK[k]] = MARK_LAST - k;
+
+let markHint = 0;
+
+function findMark(buf, start, end) {
+  let i = start + MARK_LAST;
+  while (i < end) {
+    let j = MARK_LAST;
+    let k = i;
+    while (buf[k] === MARK[j]) {
+      if (j === 0) return k;
+      j--;
+      k--;
+    }
+    i += MARK_SKIP[buf[i]];
+  }
+  return -1;
+}
+
+// The message number of the benchmark message frame in buf[start, end), NOT_OURS, or
+// ERROR_FRAME.
+function parseMsgno(buf, start, end) {
+  // Frames look alike: try where the marker was in the previous one first.
+  let at = start + markHint;
+  let j = MARK_LAST;
+  if (at + MARK_LAST < end) while (j >= 0 && buf[at + j] === MARK[j]) j--;
+  if (j >= 0) {
+    at = findMark(buf, start, end);
+    if (at >= 0) markHint = at - start;
+  }
+  if (at >= 0) {
+    let pos = at + MARK.length;
+    if (buf[pos] === 0x20) pos++; // tolerate `"chatMessage": "bench 1"`
+    let ok = pos + BENCH.length < end;
+    for (let i = 0; ok && i < BENCH.length; i++) ok = buf[pos + i] === BENCH[i];
+    if (ok) {
+      pos += BENCH.length;
+      let n = 0;
+      let digits = 0;
+      for (let c = buf[pos]; pos < end && c >= 0x30 && c <= 0x39; c = buf[++pos]) {
+        n = n * 10 + (c - 0x30);
+        digits++;
+      }
+      if (digits > 0) return n;
+    }
+  }
+  const err = buf.indexOf(ERROR_EVENT, start);
+  return err >= 0 && err < end ? ERROR_FRAME : NOT_OURS;
+}
+
+// ------------------------------------------------------------------ fast frame reader
+//
+// Receivers get many small frames, about one per socket read. Node's and ws's receive
+// path (a fresh 64 KiB buffer a read, a Readable and a Writable stream, frame objects,
+// two event emits a frame) costs about as much as the server's send. So receivers'
+// sockets are created with `onread` (every read lands in one static buffer, handed to a
+// callback: no stream, no allocation) and, once open, a minimal reader of the server's
+// unmasked frames takes them. ws still does the handshake, all sending, pongs and the
+// close handshake: the reader hands the socket back to ws at a close frame or anything
+// unusual, and before the upgrade the callback feeds the stream as usual.
+
+const OP_TEXT = 0x1;
+const OP_BINARY = 0x2;
+const OP_PING = 0x9;
+const OP_PONG = 0xa;
+const kFast = Symbol("fastReader");
+const READ_BUFFER = Buffer.allocUnsafe(256 * 1024); // one thread: one shared read buffer
+
+// ws's createConnection option: a TCP socket whose reads go to sock[kFast] when set.
+function fastConnection(options) {
+  const sock = net.connect({
+    ...options,
+    path: undefined,
+    onread: {
+      buffer: READ_BUFFER,
+      callback(nread, buf) {
+        const feed = sock[kFast];
+        if (feed) feed(buf.subarray(0, nread));
+        else sock.push(Buffer.from(buf.subarray(0, nread))); // handshake: the stream way
+      },
+    },
+  });
+  sock[kFast] = null;
+  return sock;
+}
+
+// After 'open': take the socket's reads from ws. Returns false if that is not possible.
+function attachFastReader(conn, onPayload) {
+  const sock = conn.ws._socket;
+  const wsListeners = sock.listeners("data");
+  if (!(kFast in sock) || wsListeners.length !== 1) return false;
+  const wsOnData = wsListeners[0];
+  let pending = null;
+  const handBack = (rest) => {
+    sock[kFast] = null;
+    sock.on("data", wsOnData);
+    if (rest.length > 0) sock.push(rest);
+  };
+  // chunk may be the shared read buffer: nothing of it is kept without a copy.
+  const feed = (chunk) => {
+    const now = performance.now(); // one clock read per socket read: its frames came together
+    if (cfg.coalesceMs > 0) countRead();
+    let buf = chunk;
+    if (pending !== null) {
+      buf = Buffer.concat([pending, chunk]);
+      pending = null;
+    }
+    const n = buf.length;
+    let i = 0;
+    while (n - i >= 2) {
+      const b0 = buf[i];
+      const b1 = buf[i + 1];
+      let len = b1 & 0x7f;
+      let hdr = 2;
+      if (len === 126) {
+        if (n - i < 4) break;
+        len = (buf[i + 2] << 8) | buf[i + 3];
+        hdr = 4;
+      } else if (len === 127) {
+        if (n - i < 10) break;
+        len = buf.readUInt32BE(i + 6) + buf.readUInt32BE(i + 2) * 2 ** 32;
+        hdr = 10;
+      }
+      const opcode = b0 & 0x0f;
+      const simple = opcode === OP_TEXT || opcode === OP_BINARY || opcode === OP_PONG;
+      if ((b0 & 0x80) === 0 || (b1 & 0x80) !== 0 || !(simple || opcode === OP_PING)) {
+        handBack(Buffer.from(buf.subarray(i))); // close, fragments, masked: ws's business
+        return;
+      }
+      const end = i + hdr + len;
+      if (end > n) break;
+      if (opcode === OP_TEXT) onPayload(buf, i + hdr, end, now);
+      else if (opcode === OP_PING) conn.ws.pong(Buffer.from(buf.subarray(i + hdr, end)));
+      i = end;
+    }
+    if (i < n) pending = Buffer.from(buf.subarray(i));
+  };
+  sock.removeListener("data", wsOnData);
+  sock[kFast] = feed;
+  // Bytes that came with the upgrade response, or since, wait in the stream: read them.
+  for (let head = sock.read(); head !== null; head = sock.read()) feed(head);
+  return true;
+}
+
+// ------------------------------------------------------------------ latency histogram
+
+const BUCKET_MS = 0.01; // 10 µs
+const NBUCKETS = 1_000_000; // up to 10 s; the last bucket holds everything above
+const hist = new Uint32Array(NBUCKETS);
+let latCount = 0;
+let latSum = 0;
+let latMax = 0;
+
+function recordLatency(ms) {
+  let b = Math.floor(ms / BUCKET_MS);
+  if (b >= NBUCKETS) b = NBUCKETS - 1;
+  else if (b < 0) b = 0;
+  hist[b]++;
+  latCount++;
+  latSum += ms;
+  if (ms > latMax) latMax = ms;
+}
+
+function percentiles(ps) {
+  const out = {};
+  if (latCount === 0) {
+    for (const p of ps) out[p] = null;
+    return out;
+  }
+  const targets = ps.map((p) => Math.max(1, Math.ceil(p * latCount)));
+  let cum = 0;
+  let k = 0;
+  for (let b = 0; b < NBUCKETS && k < ps.length; b++) {
+    cum += hist[b];
+    while (k < ps.length && cum >= targets[k]) {
+      // Upper edge of the bucket, never above the exact maximum.
+      out[ps[k]] = Math.min((b + 1) * BUCKET_MS, latMax);
+      k++;
+    }
+  }
+  return out;
+}
+
+const round3 = (x) => (x === null ? null : Math.round(x * 1000) / 1000);
+
+// ------------------------------------------------------------------ message bookkeeping
+
+let sendTime = new Float64Array(1 << 16); // msgno -> performance.now() at send
+let recvCount = new Uint32Array(1 << 16); // msgno -> frames received by counted receivers
+let expectCount = new Uint16Array(1 << 16); // msgno -> receivers that should get it
+let nextMsgno = 1;
+
+function ensureCapacity(no) {
+  if (no < sendTime.length) return;
+  let size = sendTime.length;
+  while (size <= no) size *= 2;
+  const grow = (Old, arr) => {
+    const a = new Old(size);
+    a.set(arr);
+    return a;
+  };
+  sendTime = grow(Float64Array, sendTime);
+  recvCount = grow(Uint32Array, recvCount);
+  expectCount = grow(Uint16Array, expectCount);
+}
+
+// Measured messages: msgno in [m0, m1). Frames arriving in the window: windowFrames.
+let m0 = Infinity;
+let m1 = Infinity;
+let measuring = false;
+let windowFrames = 0;
+let pendingMeasured = 0; // measured frames expected but not yet received
+let drainResolve = null;
+let errorFrames = 0;
+let sending = false;
+let closing = false;
+const unexpectedCodes = {};
+let unexpectedCount = 0;
+let openNow = 0;
+let fastReaders = 0;
+
+function sendMessage(conn) {
+  if (conn.ws.readyState !== WebSocket.OPEN) return false;
+  const no = nextMsgno++;
+  ensureCapacity(no);
+  if (no >= m0 && no < m1) {
+    const expected = conn.roomState ? conn.roomState.open : 0;
+    expectCount[no] = expected;
+    pendingMeasured += expected;
+  }
+  sendTime[no] = performance.now();
+  conn.ws.send(`{"chatRoomId":${conn.room},"chatMessage":"bench ${no}"}`);
+  return true;
+}
+
+// Read coalescing (throughput mode). A server that writes each frame to each socket on
+// its own makes receivers read one small frame per system call, and wakes this process
+// up for nearly every one: then the reads cost as much here as the writes there. So
+// after a poll phase with many socket reads the loop sleeps a moment (Atomics.wait, no
+// CPU), and the next poll finds more frames per socket and far fewer wake-ups. A frame
+// waits at most coalesceMs longer for it; a server that batches its writes causes few
+// reads per frame and so few sleeps.
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+let pollReads = 0;
+let coalesceSleeps = 0;
+
+function afterPoll() {
+  if (pollReads >= cfg.coalesceMinReads) {
+    Atomics.wait(sleepCell, 0, 0, cfg.coalesceMs);
+    coalesceSleeps++;
+  }
+  pollReads = 0;
+}
+
+function countRead() {
+  if (pollReads++ === 0) setImmediate(afterPoll);
+}
+
+// A counted receiver got a frame at `now`: its text is buf[start, end).
+function onReceiverFrame(buf, start, end, now) {
+  const no = parseMsgno(buf, start, end);
+  if (no < 0) {
+    if (no === ERROR_FRAME) errorFrames++;
+    return no;
+  }
+  if (measuring) windowFrames++;
+  if (no >= m0 && no < m1 && no < sendTime.length) {
+    recordLatency(now - sendTime[no]);
+    recvCount[no]++;
+    if (recvCount[no] <= expectCount[no]) {
+      pendingMeasured--;
+      if (pendingMeasured === 0 && drainResolve !== null) drainResolve();
+    }
+  }
+  return no;
+}
+
+// ------------------------------------------------------------------ connections
+
+const roomStates = new Map(); // room id -> {open: counted receivers open in the room}
+
+function roomState(room) {
+  let s = roomStates.get(room);
+  if (s === undefined) {
+    s = { open: 0 };
+    roomStates.set(room, s);
+  }
+  return s;
+}
+
+let tokenIndex = 0;
+
+// spec: {room, counted (is a receiver), onFrame(conn, data)}
+function openOne(spec) {
+  return new Promise((resolve, reject) => {
+    const token = cfg.tokens[tokenIndex++ % cfg.tokens.length];
+    const url = `${cfg.url}?room_id=${spec.room}&jwt=${encodeURIComponent(token)}`;
+    const ws = new WebSocket(url, {
+      perMessageDeflate: false,
+      skipUTF8Validation: true,
+      handshakeTimeout: 30_000,
+      ...(spec.fast && cfg.fastReader ? { createConnection: fastConnection } : {}),
+    });
+    const conn = {
+      ws,
+      room: spec.room,
+      counted: spec.counted,
+      roomState: spec.counted || spec.sender ? roomState(spec.room) : null,
+      opened: false,
+    };
+    ws.on("message", (data) => spec.onFrame(conn, data));
+    ws.on("open", () => {
+      conn.opened = true;
+      openNow++;
+      if (conn.counted) conn.roomState.open++;
+      if (spec.fast && cfg.fastReader) {
+        conn.fast = attachFastReader(conn, onReceiverFrame);
+        if (conn.fast) fastReaders++;
+      }
+      resolve(conn);
+    });
+    ws.on("unexpected-response", (_req, res) => {
+      reject(new Error(`HTTP ${res.statusCode}`));
+      res.resume();
+      ws.terminate();
+    });
+    ws.on("error", (err) => {
+      if (!conn.opened) reject(err);
+    });
+    ws.on("close", (code) => {
+      if (!conn.opened) return;
+      conn.opened = false;
+      openNow--;
+      if (conn.counted) conn.roomState.open--;
+      if (!closing) {
+        unexpectedCount++;
+        unexpectedCodes[code] = (unexpectedCodes[code] ?? 0) + 1;
+      }
+      if (conn.onClose) conn.onClose();
+    });
+  });
+}
+
+async function openAll(specs) {
+  const conns = [];
+  const failures = {};
+  let failed = 0;
+  let next = 0;
+  const started = performance.now();
+  async function worker() {
+    while (next < specs.length) {
+      const spec = specs[next++];
+      try {
+        conns.push(await openOne(spec));
+      } catch (err) {
+        failed++;
+        const key = err?.code ?? err?.message ?? String(err);
+        failures[key] = (failures[key] ?? 0) + 1;
+      }
+      const done = conns.length + failed;
+      if (done % 1000 === 0) log(`${done}/${specs.length} connections`);
+    }
+  }
+  const workers = Math.min(cfg.connectConcurrency, specs.length);
+  await Promise.all(Array.from({ length: workers }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  return { conns, failed, failures, seconds };
+}
+
+async function closeAll(conns) {
+  closing = true;
+  const open = conns.filter((c) => c.opened);
+  if (open.length === 0) return;
+  await new Promise((resolve) => {
+    let left = open.length;
+    const timer = setTimeout(resolve, cfg.closeTimeout * 1000);
+    for (const c of open) {
+      c.onClose = () => {
+        if (--left === 0) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      c.ws.close(1000, "bench done");
+    }
+  });
+  for (const c of open) if (c.opened) c.ws.terminate();
+}
+
+// ------------------------------------------------------------------ timing helpers
+
+const at = (ms) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms - performance.now())));
+
+// Calls fn() every `interval` ms from `start`; catches up (several calls) when late.
+function everyInterval(start, interval, fn) {
+  let next = start;
+  const tick = () => {
+    if (!sending) return;
+    const now = performance.now();
+    while (next <= now && sending) {
+      fn();
+      next += interval;
+    }
+    if (sending) setTimeout(tick, Math.max(0, next - performance.now()));
+  };
+  setTimeout(tick, Math.max(0, next - performance.now()));
+}
+
+// ------------------------------------------------------------------ the measured run
+
+async function measure(conns, startSending) {
+  const t = performance.now();
+  sending = true;
+  startSending(t);
+  const t0Target = t + cfg.warmup * 1000;
+  log(`warm-up ${cfg.warmup}s`);
+  await at(t0Target);
+  // Window opens.
+  m0 = nextMsgno;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  measuring = true;
+  emit({ event: "measure_start" });
+  log(`measuring ${cfg.duration}s`);
+  await at(t0 + cfg.duration * 1000);
+  // Window closes: stop sending; what was sent in it is still awaited below.
+  sending = false;
+  measuring = false;
+  m1 = nextMsgno;
+  const t1 = performance.now();
+  const cpu1 = process.cpuUsage(cpu0);
+  emit({ event: "measure_end" });
+  const windowS = (t1 - t0) / 1000;
+  const cpuShare = (cpu1.user + cpu1.system) / 1e6 / windowS;
+
+  // Drain: every counted receiver should get every measured message.
+  const drainStart = performance.now();
+  let drainComplete = pendingMeasured === 0;
+  if (!drainComplete) {
+    log(`draining (${pendingMeasured} frames outstanding)`);
+    drainComplete = await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), cfg.drainTimeout * 1000);
+      drainResolve = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+    drainResolve = null;
+  }
+  const drainS = (performance.now() - drainStart) / 1000;
+
+  let expected = 0;
+  let received = 0;
+  let lost = 0;
+  let duplicates = 0;
+  for (let no = m0; no < m1; no++) {
+    const e = expectCount[no];
+    const r = recvCount[no];
+    expected += e;
+    received += Math.min(r, e);
+    if (r < e) lost += e - r;
+    else duplicates += r - e;
+  }
+  const pct = percentiles([0.5, 0.99]);
+  await closeAll(conns);
+  const measuredMsgs = m1 - m0;
+  return {
+    window_s: round3(windowS),
+    delivered_frames: windowFrames,
+    delivered_frames_per_s: Math.round(windowFrames / windowS),
+    sent_msgs: measuredMsgs,
+    sent_msgs_per_s: round3(measuredMsgs / windowS),
+    expected_frames: expected,
+    received_measured_frames: received,
+    lost_frames: lost,
+    duplicate_frames: duplicates,
+    drain_s: round3(drainS),
+    drain_complete: drainComplete,
+    latency_ms: {
+      p50: round3(pct[0.5]),
+      p99: round3(pct[0.99]),
+      max: round3(latCount ? latMax : null),
+      mean: round3(latCount ? latSum / latCount : null),
+      count: latCount,
+    },
+    loadgen_cpu: round3(cpuShare),
+    loadgen_cpu_user: round3(cpu1.user / 1e6 / windowS),
+    loadgen_cpu_system: round3(cpu1.system / 1e6 / windowS),
+  };
+}
+
+function connectReport(opened, wanted) {
+  return {
+    connections_wanted: wanted,
+    connected: opened.conns.length,
+    connect_failures: opened.failed,
+    connect_failure_reasons: opened.failures,
+    connect_s: round3(opened.seconds),
+    connects_per_s: Math.round(opened.conns.length / opened.seconds),
+  };
+}
+
+function finish(result) {
+  const line = JSON.stringify({
+    event: "result",
+    ...result,
+    fast_readers: fastReaders,
+    coalesce_ms: cfg.coalesceMs,
+    coalesce_sleeps: coalesceSleeps,
+    error_frames: errorFrames,
+    closed_unexpectedly: { count: unexpectedCount, codes: unexpectedCodes },
+  });
+  process.stdout.write(`${line}\n`, () => process.exit(0));
+}
+
+// One room, N counted receivers, one sender connection (its echoes are not counted).
+async function oneRoom(windowed) {
+  const room = cfg.rooms[0];
+  const specs = Array.from({ length: cfg.receivers }, () => ({
+    room,
+    counted: true,
+    fast: true,
+    onFrame: (_c, data) => onReceiverFrame(data, 0, data.length, performance.now()),
+  }));
+  log(`opening ${cfg.receivers} receivers`);
+  const opened = await openAll(specs);
+  let inflight = 0;
+  let sender = null;
+  const refill = () => {
+    while (sending && inflight < cfg.window && sendMessage(sender)) inflight++;
+  };
+  const senderSpec = {
+    room,
+    counted: false,
+    sender: true,
+    onFrame: (_c, data) => {
+      const no = parseMsgno(data, 0, data.length);
+      if (no === NOT_OURS) return;
+      if (no === ERROR_FRAME) errorFrames++;
+      if (windowed) {
+        inflight--; // own echo, or a refusal: either way no longer in flight
+        refill();
+      }
+    },
+  };
+  const senderOpen = await openAll([senderSpec]);
+  if (senderOpen.conns.length !== 1) {
+    throw new Error(`sender could not connect: ${JSON.stringify(senderOpen.failures)}`);
+  }
+  sender = senderOpen.conns[0];
+  const all = [...opened.conns, sender];
+  const result = await measure(all, (t) => {
+    if (windowed) refill();
+    else everyInterval(t, 1000 / cfg.rate, () => sendMessage(sender));
+  });
+  return {
+    mode: cfg.mode,
+    receivers: cfg.receivers,
+    ...(windowed ? { window: cfg.window } : { rate: cfg.rate }),
+    ...connectReport(opened, cfg.receivers),
+    ...result,
+  };
+}
+
+// R rooms x C clients; every client sends at `rate` and receives its room (own echo too).
+async function manyRooms() {
+  const specs = [];
+  for (const room of cfg.rooms) {
+    for (let i = 0; i < cfg.clientsPerRoom; i++) {
+      specs.push({
+        room,
+        counted: true,
+        fast: true,
+        onFrame: (_c, data) => onReceiverFrame(data, 0, data.length, performance.now()),
+      });
+    }
+  }
+  log(`opening ${specs.length} clients in ${cfg.rooms.length} rooms`);
+  const opened = await openAll(specs);
+  const interval = 1000 / cfg.rate;
+  const result = await measure(opened.conns, (t) => {
+    for (const conn of opened.conns) {
+      everyInterval(t + Math.random() * interval, interval, () => sendMessage(conn));
+    }
+  });
+  return {
+    mode: cfg.mode,
+    rooms: cfg.rooms.length,
+    clients_per_room: cfg.clientsPerRoom,
+    rate_per_client: cfg.rate,
+    ...connectReport(opened, specs.length),
+    ...result,
+  };
+}
+
+// Open N connections, report, hold them until a line arrives on stdin.
+async function idle() {
+  const specs = Array.from({ length: cfg.connections }, (_, i) => ({
+    room: cfg.rooms[i % cfg.rooms.length],
+    counted: false,
+    onFrame: (_c, data) => {
+      if (parseMsgno(data, 0, data.length) === ERROR_FRAME) errorFrames++;
+    },
+  }));
+  log(`opening ${cfg.connections} connections`);
+  const opened = await openAll(specs);
+  const report = connectReport(opened, cfg.connections);
+  emit({ event: "connected", ...report });
+  const lines = createInterface({ input: process.stdin });
+  const held = performance.now();
+  await new Promise((resolve) => {
+    lines.once("line", resolve);
+    lines.once("close", resolve);
+  });
+  lines.close();
+  const stillOpen = openNow;
+  await closeAll(opened.conns);
+  return {
+    mode: cfg.mode,
+    ...report,
+    held_s: round3((performance.now() - held) / 1000),
+    open_at_release: stillOpen,
+  };
+}
+
+async function main() {
+  let result;
+  if (cfg.mode === "throughput") result = await oneRoom(true);
+  else if (cfg.mode === "rate") result = await oneRoom(false);
+  else if (cfg.mode === "rooms") result = await manyRooms();
+  else if (cfg.mode === "idle") result = await idle();
+  else throw new Error(`unknown mode ${cfg.mode}`);
+  finish(result);
+}
+
+main().catch((err) => {
+  log(`failed: ${err?.stack ?? err}`);
+  process.exit(1);
+});
