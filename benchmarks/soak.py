@@ -137,7 +137,10 @@ async def main(args: argparse.Namespace) -> int:
                         break
                     after = page["messages"][-1]["ID"]
             metrics = (await http.get("/metrics")).text
-            open_conns = float(re.search(r"\nchatroom_connections (\S+)", metrics).group(1))
+            found = re.search(r"\nchatroom_connections (\S+)", metrics)
+            if found is None:
+                raise SystemExit("/metrics has no chatroom_connections line")
+            open_conns = float(found.group(1))
         missing = set(confirmed) - stored
         growth = rss_end - rss_start
         print(f"waves={waves} clients/wave={args.clients} rooms={args.rooms}")
