@@ -10,7 +10,7 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from ..db.models import MessageRow, RoomRow
+from ..db.models import MessageRow
 from ..domain import HistoryPage, Identity, Message, Room
 from ..errors import ChatError
 from ._storage import storage_errors
@@ -74,15 +74,7 @@ async def store_batch(drafts: Sequence[Draft]) -> list[Stored]:
     results: list[Stored | None] = [None] * len(drafts)
     with storage_errors():
         async with in_transaction() as conn:
-            # One statement locks them all, in ID order (no deadlock between hosts).
-            locked = (
-                await RoomRow.filter(id__in=room_ids, deleted_at=None)
-                .select_for_update()
-                .order_by("id")
-                .only("id", "last_seq")
-                .using_db(conn)
-            )
-            last = {row.id: row.last_seq for row in locked}
+            last = await _lock_rooms(conn, room_ids)
             originals = await _originals(drafts, conn)
             first_of: dict[tuple[int, int, str], int] = {}
             repeats: list[tuple[int, int]] = []  # (draft, earlier draft with the same ID)
@@ -133,24 +125,50 @@ async def _new_ids(conn: BaseDBAsyncClient, rows: list[MessageRow]) -> dict[tupl
 
     The rooms are locked, so this batch's rows are the newest of those rooms.
     """
-    found = await (
-        MessageRow.filter(room_id__in=list({row.room_id for row in rows}))
-        .using_db(conn)
-        .order_by("-id")
-        .limit(len(rows))
-        .values_list("room_id", "seq", "id")
+    rooms = list({row.room_id for row in rows})
+    marks = _placeholders(conn, len(rooms) + 1)
+    _, found = await conn.execute_query(
+        f"SELECT room_id, seq, id FROM messages WHERE room_id IN ({', '.join(marks[:-1])})"
+        f" ORDER BY id DESC LIMIT {marks[-1]}",
+        [*rooms, len(rows)],
     )
-    ids = {(room_id, seq): message_id for room_id, seq, message_id in found}
+    ids = {(r["room_id"], r["seq"]): r["id"] for r in found}
     if all((row.room_id, row.seq) in ids for row in rows):
         return ids
     # IDs not handed out in order (a PostgreSQL sequence with a cache): look them up.
     wanted = [Q(room_id=row.room_id, seq=row.seq) for row in rows]
-    found = await (
+    exact = await (
         MessageRow.filter(Q(*wanted, join_type="OR"))
         .using_db(conn)
         .values_list("room_id", "seq", "id")
     )
-    return {(room_id, seq): message_id for room_id, seq, message_id in found}
+    return {(room_id, seq): message_id for room_id, seq, message_id in exact}
+
+
+# The statements of a commit that run for every batch are written out here, with
+# parameters only: built through the ORM, they cost more than the rest of the commit.
+
+
+def _placeholders(conn: BaseDBAsyncClient, count: int) -> list[str]:
+    if conn.capabilities.dialect == "postgres":
+        return [f"${i}" for i in range(1, count + 1)]
+    return ["?"] * count
+
+
+async def _lock_rooms(conn: BaseDBAsyncClient, room_ids: list[int]) -> dict[int, int]:
+    """Lock the rooms that exist (not deleted), in ID order: their last_seq by ID.
+
+    One statement locks them all, in ID order, so two hosts cannot deadlock.
+    SQLite has no row locks: its write transaction excludes every other writer.
+    """
+    marks = ", ".join(_placeholders(conn, len(room_ids)))
+    lock = " FOR UPDATE" if conn.capabilities.dialect == "postgres" else ""
+    _, rows = await conn.execute_query(
+        f"SELECT id, last_seq FROM rooms WHERE id IN ({marks}) AND deleted_at IS NULL"
+        f" ORDER BY id{lock}",
+        room_ids,
+    )
+    return {row["id"]: row["last_seq"] for row in rows}
 
 
 async def _advance_rooms(conn: BaseDBAsyncClient, last_seqs: dict[int, int]) -> None:
@@ -159,11 +177,11 @@ async def _advance_rooms(conn: BaseDBAsyncClient, last_seqs: dict[int, int]) -> 
     The ORM would build a CASE expression over every room of the batch, which
     costs more than the rest of the commit; this is the same UPDATE, prepared once.
     """
-    if conn.capabilities.dialect == "postgres":
-        sql = "UPDATE rooms SET last_seq = $1 WHERE id = $2"
-    else:
-        sql = "UPDATE rooms SET last_seq = ? WHERE id = ?"
-    await conn.execute_many(sql, [[seq, room_id] for room_id, seq in last_seqs.items()])
+    seq, room = _placeholders(conn, 2)
+    await conn.execute_many(
+        f"UPDATE rooms SET last_seq = {seq} WHERE id = {room}",
+        [[seq, room_id] for room_id, seq in last_seqs.items()],
+    )
 
 
 async def _originals(
