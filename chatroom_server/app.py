@@ -9,6 +9,7 @@ from sanic_ext import Extend
 
 from . import __version__
 from .db import close_database, open_database
+from .db.checkpoint import Checkpointer, sqlite_path
 from .logs import setup_logging
 from .realtime.hub import Hub
 from .security import TokenService
@@ -77,7 +78,11 @@ def _setup_lifecycle(app: App) -> None:
     @app.before_server_start
     async def open_resources(app: App) -> None:
         settings = app.ctx.settings
-        await open_database(settings.database_url)
+        path = sqlite_path(settings.database_url)
+        await open_database(settings.database_url, background_checkpoints=path is not None)
+        app.ctx.checkpointer = Checkpointer(path) if path is not None else None
+        if app.ctx.checkpointer is not None:
+            app.ctx.checkpointer.start()
         secret = settings.jwt_secret or await shared_secret()
         app.ctx.tokens = TokenService(secret, settings.token_ttl)
         await app.ctx.hub.start()
@@ -91,4 +96,6 @@ def _setup_lifecycle(app: App) -> None:
 
     @app.after_server_stop
     async def close_resources(app: App) -> None:
+        if app.ctx.checkpointer is not None:
+            await app.ctx.checkpointer.stop()
         await close_database()

@@ -14,7 +14,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -286,3 +286,19 @@ async def close_code(ws: ClientConnection, timeout: float = TIMEOUT) -> int | No
         pass
     await asyncio.wait_for(ws.wait_closed(), timeout)
     return ws.close_code
+
+
+async def eventually(
+    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = TIMEOUT
+) -> None:
+    """Poll a server-side condition that has no event to wait on, with a deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for: {what}")
+        await asyncio.sleep(0.01)

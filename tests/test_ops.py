@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -14,6 +15,7 @@ from .conftest import (
     ChatServer,
     _pg_admin,
     auth,
+    eventually,
     fresh_pg_database,
     make_settings,
     recv_event,
@@ -85,6 +87,46 @@ class TestGroupCommit:
         total = "chatroom_message_commit_batch_size_sum"
         assert metric(text, total) - metric(before, total) == 60
         assert metric(text, count) - metric(before, count) < 60, "every message had its own commit"
+
+
+class TestSqliteCheckpoints:
+    @pytest.fixture
+    async def database_url(self, tmp_path: Any) -> str:
+        url = f"sqlite://{tmp_path / 'wal.sqlite3'}"
+        await apply_migrations(url)
+        return url
+
+    @pytest.fixture
+    def server_settings(self) -> dict[str, Any]:
+        return {"ws_rate": 1000.0, "ws_burst": 1000}
+
+    async def test_sqlite_wal_is_checkpointed_off_the_commit_path(self, server: ChatServer) -> None:
+        """The serving connection never checkpoints; the checkpointer copies the WAL in."""
+        import os
+
+        from chatroom_server.db.checkpoint import sqlite_path
+
+        path = sqlite_path(server.app.ctx.settings.database_url)
+        assert path is not None
+        from tortoise import connections
+
+        (conn,) = connections.all()
+        _, rows = await conn.execute_query("PRAGMA wal_autocheckpoint")
+        assert list(rows[0]) == [0]  # SQLite's own checkpoint, inside a commit, is off
+        checkpointer = server.app.ctx.checkpointer
+        assert checkpointer is not None
+        size_before = await asyncio.to_thread(os.path.getsize, path)
+        _, token = await server.signup()
+        rid = (await server.create_room(token))["ID"]
+        async with server.connect(rid, token) as ws:
+            for i in range(100):
+                await ws.send(json.dumps({"chatMessage": f"{i} " + "x" * 2000}))
+                await recv_event(ws, "message")
+        # Far below SQLite's 1,000-page threshold: only the checkpointer moves the
+        # messages from the WAL into the database file itself.
+        done = checkpointer.checkpoints
+        await eventually(lambda: checkpointer.checkpoints >= done + 2, "two more checkpoints")
+        assert await asyncio.to_thread(os.path.getsize, path) >= size_before + 100 * 2000
 
 
 async def test_readyz_names_the_database_when_it_is_gone() -> None:

@@ -12,7 +12,7 @@ import base64
 import json
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -29,6 +29,7 @@ from .conftest import (
     auth,
     claims_for,
     close_code,
+    eventually,
     make_settings,
     recv_json,
     start_server,
@@ -122,22 +123,6 @@ async def history(server: ChatServer, token: str, room_id: int) -> list[dict[str
     body = res.json()
     assert body["hasMore"] is False, "test rooms hold fewer than 200 messages"
     return body["messages"]  # type: ignore[no-any-return]
-
-
-async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = TIMEOUT
-) -> None:
-    """Poll a server-side condition that has no event to wait on, with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
 
 
 def b64(data: bytes) -> str:

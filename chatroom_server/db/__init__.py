@@ -16,24 +16,31 @@ MIGRATIONS_MODULE = "chatroom_server.db.migrations"
 _SQLITE_DEFAULTS = {"journal_mode": "WAL", "synchronous": "NORMAL", "busy_timeout": "5000"}
 
 
-def connection_url(database_url: str) -> str:
-    """Add our SQLite pragmas unless the URL sets them itself."""
+def connection_url(database_url: str, background_checkpoints: bool = False) -> str:
+    """Add our SQLite pragmas unless the URL sets them itself.
+
+    With `background_checkpoints`, the connection leaves WAL checkpoints to a
+    Checkpointer (see checkpoint.py) instead of running them inside a commit.
+    """
     if not database_url.startswith("sqlite://"):
         return database_url
     base, _, query = database_url.partition("?")
     given = {part.split("=", 1)[0] for part in query.split("&") if part}
-    extra = [f"{k}={v}" for k, v in _SQLITE_DEFAULTS.items() if k not in given]
+    defaults = dict(_SQLITE_DEFAULTS)
+    if background_checkpoints:
+        defaults["wal_autocheckpoint"] = "0"
+    extra = [f"{k}={v}" for k, v in defaults.items() if k not in given]
     params = "&".join(filter(None, [query, *extra]))
     return f"{base}?{params}" if params else base
 
 
-def tortoise_config(database_url: str) -> dict[str, Any]:
+def tortoise_config(database_url: str, background_checkpoints: bool = False) -> dict[str, Any]:
     # Tortoise caches compiled INSERTs per connection *name*: naming the connection
     # after its dialect keeps SQLite's "?" out of PostgreSQL's queries when one
     # process (a test run) uses both.
     name = "sqlite" if database_url.startswith("sqlite://") else "postgres"
     return {
-        "connections": {name: connection_url(database_url)},
+        "connections": {name: connection_url(database_url, background_checkpoints)},
         "apps": {
             APP_LABEL: {
                 "models": [MODELS_MODULE],
@@ -46,10 +53,11 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     }
 
 
-async def open_database(database_url: str) -> None:
+async def open_database(database_url: str, background_checkpoints: bool = False) -> None:
     # The global fallback lets request tasks, which Sanic creates outside the
     # listener's context, find the connections.
-    await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
+    config = tortoise_config(database_url, background_checkpoints)
+    await Tortoise.init(config=config, _enable_global_fallback=True)
 
 
 async def close_database() -> None:

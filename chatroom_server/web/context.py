@@ -8,6 +8,7 @@ from typing import cast
 from sanic import Request, Sanic
 from sanic.config import Config
 
+from ..db.checkpoint import Checkpointer
 from ..domain import Identity
 from ..realtime.hub import Hub
 from ..security import TokenService
@@ -24,6 +25,8 @@ class Ctx:
     keepalive: Keepalive
     # Set in before_server_start, once the secret is read from the database.
     tokens: TokenService = field(init=False)
+    # SQLite's WAL checkpoints, off the commit path (None for PostgreSQL).
+    checkpointer: Checkpointer | None = field(init=False, default=None)
 
 
 App = Sanic[Config, Ctx]
