@@ -30,6 +30,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -699,6 +700,14 @@ def markdown(results: dict[str, Any], machine: dict[str, Any], args: argparse.Na
         f"{results['options']['warmup']} s warm-up; server on CPU {SERVER_CPU}, "
         f"load generator on CPU {LOADGEN_CPU}. baseline = benchmarks/baselines/"
         "websockets_broadcast.py; chatroom = `chatroom-server serve` (SQLite).",
+        *(
+            [
+                f"Each figure is the median of {results['options']['repeat']} rounds; every "
+                "round runs every scenario on both targets (raw rounds in results.json)."
+            ]
+            if results["options"].get("repeat", 1) > 1
+            else []
+        ),
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -758,6 +767,20 @@ def plot_fanout(results: dict[str, Any], targets: list[str], path: Path) -> bool
 # --------------------------------------------------------------------------- main
 
 
+def median_of(rounds: list[Any]) -> Any:
+    """Merge the records of several rounds: the median of every number, else the first."""
+    first = rounds[0]
+    if isinstance(first, dict):
+        keys = [k for k in first if all(isinstance(r, dict) and k in r for r in rounds)]
+        merged = {k: median_of([r[k] for r in rounds]) for k in keys}
+        # A key some rounds lack (an error in one of them) is kept from the first round.
+        merged.update({k: v for k, v in first.items() if k not in merged})
+        return merged
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in rounds):
+        return statistics.median(rounds)
+    return first
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds (10)")
@@ -765,6 +788,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios, comma-separated")
     parser.add_argument("--targets", default=",".join(TARGETS), help="baseline,chatroom")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of every scenario on both targets; the report shows medians (1)",
+    )
     parser.add_argument(
         "--quiet-wait",
         type=float,
@@ -807,14 +836,20 @@ def main(argv: list[str] | None = None) -> int:
     opts = Options(opts_duration, warmup, drain, workdir, args.quiet_wait)
     log(f"work directory (server logs, databases): {workdir}; RLIMIT_NOFILE {nofile}")
     machine = machine_info()
-    scenarios: dict[str, Any] = {}
     order = [s for s in SCENARIOS if s in args.only]
     if "growth" in order and "throughput" not in order:
         log("growth without throughput: its 1000-receiver point is measured in growth")
     started = time.monotonic()
-    for name in order:
-        for target in args.targets:
-            run_scenario(name, target, opts, scenarios)
+    rounds: list[dict[str, Any]] = []
+    for number in range(1, max(1, args.repeat) + 1):
+        if args.repeat > 1:
+            log(f"=== round {number} of {args.repeat}")
+        this_round: dict[str, Any] = {}
+        for name in order:
+            for target in args.targets:
+                run_scenario(name, target, opts, this_round)
+        rounds.append(this_round)
+    scenarios = rounds[0] if len(rounds) == 1 else median_of(rounds)
     results = {
         "machine": machine,
         "options": {
@@ -830,6 +865,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "scenarios": scenarios,
     }
+    if len(rounds) > 1:
+        results["options"]["repeat"] = len(rounds)
+        results["rounds"] = rounds
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     table = markdown(results, machine, args)
