@@ -37,7 +37,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
@@ -845,9 +845,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.repeat > 1:
             log(f"=== round {number} of {args.repeat}")
         this_round: dict[str, Any] = {}
+        # Every round starts from empty databases of its own.
+        round_opts = opts if args.repeat <= 1 else replace(opts, workdir=workdir / f"round{number}")
         for name in order:
             for target in args.targets:
-                run_scenario(name, target, opts, this_round)
+                run_scenario(name, target, round_opts, this_round)
         rounds.append(this_round)
     scenarios = rounds[0] if len(rounds) == 1 else median_of(rounds)
     results = {
@@ -878,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     failed = any(
         "error" in rec or any(isinstance(v, dict) and "error" in v for v in rec.values())
-        for per in scenarios.values()
+        for one in rounds
+        for per in one.values()
         for rec in per.values()
     )
     return 1 if failed else 0
