@@ -16,6 +16,8 @@ import contextlib
 import logging
 import sqlite3
 
+from ..periodic import Periodic
+
 log = logging.getLogger("chatroom_server.storage")
 
 INTERVAL = 1.0  # seconds between checkpoints
@@ -29,30 +31,14 @@ def sqlite_path(database_url: str) -> str | None:
     return None if path in ("", ":memory:") else path
 
 
-class Checkpointer:
+class Checkpointer(Periodic):
     def __init__(self, path: str, interval: float = INTERVAL) -> None:
+        super().__init__("sqlite-checkpoint", interval, self._checkpoint_in_thread, log)
         self.path = path
-        self.interval = interval
         self.checkpoints = 0  # completed so far
-        self._task: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sqlite-checkpoint")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await asyncio.to_thread(self.checkpoint)
-            except sqlite3.Error as exc:
-                log.warning("WAL checkpoint failed: %s", exc)
+    async def _checkpoint_in_thread(self) -> None:
+        await asyncio.to_thread(self.checkpoint)
 
     def checkpoint(self) -> None:
         """Copy what the WAL holds into the database file, without waiting on anyone."""

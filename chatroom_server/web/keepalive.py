@@ -12,13 +12,13 @@ closed (1011), as Sanic does; one whose token has expired is closed with 1008.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.frames import Frame, Opcode
 
+from ..periodic import Periodic
 from ..realtime.connection import CLOSE_INTERNAL, CLOSE_POLICY, Connection
 
 log = logging.getLogger("chatroom_server.web")
@@ -39,7 +39,8 @@ class Keepalive:
         self.tick = min(1.0, ping_interval)
         self._sockets: dict[Connection, _Socket] = {}
         self.rounds = 0  # pings sent to every socket so far
-        self._task: asyncio.Task[None] | None = None
+        self._next_ping = time.monotonic() + ping_interval
+        self._periodic = Periodic("websocket-keepalive", self.tick, self._round, log)
 
     def add(self, conn: Connection, ws: WebsocketImplProtocol) -> None:
         self._sockets[conn] = _Socket(ws)
@@ -48,26 +49,17 @@ class Keepalive:
         self._sockets.pop(conn, None)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="websocket-keepalive")
+        self._next_ping = time.monotonic() + self.ping_interval
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        next_ping = time.monotonic() + self.ping_interval
-        while True:
-            await asyncio.sleep(self.tick)
-            try:
-                self.close_expired(time.time())
-                if time.monotonic() >= next_ping:
-                    next_ping = time.monotonic() + self.ping_interval
-                    self.ping_all()
-            except Exception:  # never let one bad socket stop the keep-alive of all
-                log.exception("websocket keep-alive round failed")
+    async def _round(self) -> None:
+        self.close_expired(time.time())
+        if time.monotonic() >= self._next_ping:
+            self._next_ping = time.monotonic() + self.ping_interval
+            self.ping_all()
 
     def close_expired(self, now: float) -> None:
         for conn in [c for c in self._sockets if c.identity.expires_at <= now]:
