@@ -91,27 +91,34 @@ class Connection:
         """Send one frame of this connection's own (an error, a resent echo)."""
         self.deliver(wire_frame(text), message_id)
 
-    def deliver(self, data: bytes, last_id: int | None = None, frames: int = 1) -> None:
-        """Write encoded frames (shared by the room); close the connection if it lags.
+    def deliver(self, data: bytes, message_id: int | None = None) -> None:
+        """Write one encoded frame (shared by the room); close the connection if it lags.
 
-        `last_id` is the newest message ID among them: frames a replay already
-        covered are not sent twice.
+        A message a replay already covered is not sent twice.
         """
         if self.state is not State.OPEN:
             return
-        if last_id is not None and last_id <= self._replayed_up_to:
+        if message_id is not None and message_id <= self._replayed_up_to:
             return
         if self._held is not None:
             if len(self._held) >= self.queue_size:
                 self._too_slow()
             else:
-                self._held.append((data, last_id))
+                self._held.append((data, message_id))
             return
-        self._write(data, frames)
+        self._write(data, 1)
 
-    def admits_shared(self, first_id: int) -> bool:
-        """Whether frames starting at message `first_id` can go out as one shared write."""
-        return self._held is None and first_id > self._replayed_up_to
+    def deliver_shared(self, data: bytes, first_id: int, frames: int) -> bool:
+        """Write frames every connection of the room gets, starting at message `first_id`.
+
+        Returns False, writing nothing, when this connection must take them one by
+        one instead (it is held for a replay, or was just replayed some of them).
+        """
+        if self._held is not None or first_id <= self._replayed_up_to:
+            return False
+        if self.state is State.OPEN:
+            self._write(data, frames)
+        return True
 
     def hold(self) -> None:
         """Keep live frames back until release(): a replay is about to be sent first."""
@@ -129,8 +136,8 @@ class Connection:
         """Stop holding; live messages the replay already covered are dropped."""
         held, self._held = self._held or [], None
         self._replayed_up_to = replayed_up_to
-        for data, last_id in held:
-            self.deliver(data, last_id)
+        for data, message_id in held:
+            self.deliver(data, message_id)
 
     def _write(self, data: bytes, frames: int) -> None:
         try:

@@ -51,13 +51,11 @@ class LocalRoom:
             return
         ids = [message_id for message_id, _ in pending if message_id is not None]
         first_id = ids[0] if ids else MAX_ID
-        last_id = ids[-1] if ids else None
         shared = wire_frames([frame for _, frame in pending])
         single: list[bytes] | None = None
         conns = tuple(self.conns)
         for conn in conns:
-            if conn.admits_shared(first_id):
-                conn.deliver(shared, last_id, len(pending))
+            if conn.deliver_shared(shared, first_id, len(pending)):
                 continue
             # Held for a replay, or just replayed: frame by frame, each checked.
             if single is None:
