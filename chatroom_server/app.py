@@ -8,12 +8,13 @@ from sanic import Sanic
 from sanic_ext import Extend
 
 from . import __version__
-from .db import close_database, open_database
+from .db import close_database, open_database, sqlite_pragmas
 from .db.checkpoint import Checkpointer, sqlite_path
 from .logs import setup_logging
 from .realtime.hub import Hub
 from .security import TokenService
 from .services.secrets import shared_secret
+from .services.sqlite_batches import SqliteBatches
 from .services.throttle import LoginThrottle
 from .services.users import UserService
 from .settings import Settings
@@ -80,9 +81,12 @@ def _setup_lifecycle(app: App) -> None:
         settings = app.ctx.settings
         path = sqlite_path(settings.database_url)
         await open_database(settings.database_url, background_checkpoints=path is not None)
-        app.ctx.checkpointer = Checkpointer(path) if path is not None else None
-        if app.ctx.checkpointer is not None:
+        if path is not None:
+            app.ctx.checkpointer = Checkpointer(path)
             app.ctx.checkpointer.start()
+            app.ctx.sqlite_batches = SqliteBatches(path)
+            await app.ctx.sqlite_batches.open(sqlite_pragmas())
+            app.ctx.hub.writer.store = app.ctx.sqlite_batches.store_batch
         secret = settings.jwt_secret or await shared_secret()
         app.ctx.tokens = TokenService(secret, settings.token_ttl)
         await app.ctx.hub.start()
@@ -98,4 +102,6 @@ def _setup_lifecycle(app: App) -> None:
     async def close_resources(app: App) -> None:
         if app.ctx.checkpointer is not None:
             await app.ctx.checkpointer.stop()
+        if app.ctx.sqlite_batches is not None:
+            await app.ctx.sqlite_batches.close()
         await close_database()

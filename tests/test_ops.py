@@ -113,6 +113,9 @@ class TestSqliteCheckpoints:
         (conn,) = connections.all()
         _, rows = await conn.execute_query("PRAGMA wal_autocheckpoint")
         assert list(rows[0]) == [0]  # SQLite's own checkpoint, inside a commit, is off
+        batches = server.app.ctx.sqlite_batches
+        assert batches is not None  # and on the connection that commits the messages
+        assert await batches.pragma("wal_autocheckpoint") == 0
         checkpointer = server.app.ctx.checkpointer
         assert checkpointer is not None
         size_before = await asyncio.to_thread(os.path.getsize, path)
@@ -127,6 +130,31 @@ class TestSqliteCheckpoints:
         done = checkpointer.checkpoints
         await eventually(lambda: checkpointer.checkpoints >= done + 2, "two more checkpoints")
         assert await asyncio.to_thread(os.path.getsize, path) >= size_before + 100 * 2000
+
+    async def test_messages_commit_on_the_writers_own_connection(self, server: ChatServer) -> None:
+        """Group commits go through SqliteBatches' connection, set up like the ORM's."""
+        batches = server.app.ctx.sqlite_batches
+        assert batches is not None
+        assert server.app.ctx.hub.writer.store == batches.store_batch
+        assert await batches.pragma("journal_mode") == "wal"
+        assert await batches.pragma("foreign_keys") == 1
+        assert await batches.pragma("busy_timeout") == 5000
+        assert await batches.pragma("synchronous") == 1  # NORMAL
+        _, token = await server.signup()
+        rid = (await server.create_room(token))["ID"]
+        async with server.connect(rid, token) as ws:
+            await ws.send(
+                json.dumps({"chatMessage": "stored by the writer", "clientMessageId": "w1"})
+            )
+            echo = (await recv_event(ws, "message"))["Body"]
+            await ws.send(
+                json.dumps({"chatMessage": "stored by the writer", "clientMessageId": "w1"})
+            )
+            again = (await recv_event(ws, "message"))["Body"]
+        assert again == echo  # the resend, read back through the writer's connection
+        res = await server.http.get(f"/v1/api/chat/rooms/{rid}/messages", headers=auth(token))
+        # Read back through the ORM: the same row, timestamp and all.
+        assert res.json()["messages"] == [echo]
 
 
 async def test_readyz_names_the_database_when_it_is_gone() -> None:

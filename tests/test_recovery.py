@@ -15,7 +15,7 @@ from chatroom_server.realtime.sequencer import Sequencer
 from chatroom_server.services import messages as message_service
 from chatroom_server.services import rooms as room_service
 from chatroom_server.services.messages import Draft
-from chatroom_server.services.writer import MessageWriter
+from chatroom_server.services.writer import AfterCommit, MessageWriter, StoreBatch
 
 from .conftest import ChatServer, auth, recv_event, recv_json
 
@@ -33,6 +33,22 @@ def server_settings() -> dict[str, Any]:
 
 def identity(user: dict[str, Any]) -> Identity:
     return Identity(user["ID"], user["UserName"], user["Email"], int(time.time()) + 3600)
+
+
+def stores(server: ChatServer) -> list[StoreBatch]:
+    """The ORM's way of storing a batch, and the server's own when it differs (SQLite's)."""
+    served = server.app.ctx.hub.writer.store
+    orm: StoreBatch = message_service.store_batch
+    return [orm] if served == orm else [orm, served]
+
+
+def collect_batches(into: list[list[Message]]) -> AfterCommit:
+    """An after-commit hook that keeps each commit's messages."""
+
+    async def after_commit(messages: list[Message]) -> None:
+        into.append(messages)
+
+    return after_commit
 
 
 async def history_ids(server: ChatServer, token: str, room_id: int) -> list[int]:
@@ -176,61 +192,61 @@ async def test_group_commit_batches_concurrent_messages_in_seq_order(server: Cha
     """Messages sent while a commit runs share the next one, and keep their order."""
     users = [identity((await server.signup())[0]) for _ in range(4)]
     _, token = await server.signup()
-    rooms = [await room_service.get_room((await server.create_room(token))["ID"]) for _ in range(3)]
-    published: list[list[Message]] = []
-
-    async def after_commit(messages: list[Message]) -> None:
-        published.append(messages)
-
-    writer = MessageWriter(after_commit)
-    results = await asyncio.gather(
-        *(
-            writer.submit(rooms[i % 3], users[i % 4], f"m{i}")
-            for i in range(120)  # all waiting at once: few transactions carry them
+    for store in stores(server):
+        rooms = [
+            await room_service.get_room((await server.create_room(token))["ID"]) for _ in range(3)
+        ]
+        published: list[list[Message]] = []
+        writer = MessageWriter(collect_batches(published), store=store)
+        results = await asyncio.gather(
+            *(
+                writer.submit(rooms[i % 3], users[i % 4], f"m{i}")
+                for i in range(120)  # all waiting at once: few transactions carry them
+            )
         )
-    )
-    assert [text for text in (m.text for m, _ in results)] == [f"m{i}" for i in range(120)]
-    assert not any(resend for _, resend in results)
-    assert len(published) < 120 // 4, "concurrent messages were committed one by one"
-    flat = [m for batch in published for m in batch]
-    assert [m.id for m in flat] == sorted(m.id for m, _ in results)
-    for room in rooms:
-        mine = [m for m in flat if m.room_id == room.id]
-        assert [m.seq for m in mine] == list(range(1, 41))  # published in seq order
-        assert [m.id for m in mine] == sorted(m.id for m in mine)
-        assert await room_service.last_seq(room.id) == 40
+        assert [text for text in (m.text for m, _ in results)] == [f"m{i}" for i in range(120)]
+        assert not any(resend for _, resend in results)
+        assert len(published) < 120 // 4, "concurrent messages were committed one by one"
+        flat = [m for batch in published for m in batch]
+        assert [m.id for m in flat] == sorted(m.id for m, _ in results)
+        for room in rooms:
+            mine = [m for m in flat if m.room_id == room.id]
+            assert [m.seq for m in mine] == list(range(1, 41))  # published in seq order
+            assert [m.id for m in mine] == sorted(m.id for m in mine)
+            assert await room_service.last_seq(room.id) == 40
 
 
 async def test_store_batch_resends_repeats_and_gone_rooms(server: ChatServer) -> None:
     who = identity((await server.signup())[0])
     _, token = await server.signup()
-    room = await room_service.get_room((await server.create_room(token))["ID"])
-    gone = await room_service.get_room((await server.create_room(token))["ID"])
-    await room_service.delete_room(gone.id)
-    results = await message_service.store_batch(
-        [
-            Draft(room, who, "first", "c-1"),
-            Draft(room, who, "first again", "c-1"),  # the same send twice in one batch
-            Draft(gone, who, "lost", None),
-            Draft(room, who, "second", None),
-        ]
-    )
-    first, repeat, lost, second = results
-    assert isinstance(first, tuple) and first[1] is False and first[0].text == "first"
-    assert repeat == (first[0], True)
-    assert isinstance(lost, NotFound)
-    assert isinstance(second, tuple) and (second[0].seq, second[1]) == (2, False)
-    (again,) = await message_service.store_batch([Draft(room, who, "first", "c-1")])
-    assert again == (first[0], True)
-    assert await room_service.last_seq(room.id) == 2
+    for store in stores(server):
+        room = await room_service.get_room((await server.create_room(token))["ID"])
+        gone = await room_service.get_room((await server.create_room(token))["ID"])
+        await room_service.delete_room(gone.id)
+        results = await store(
+            [
+                Draft(room, who, "first", "c-1"),
+                Draft(room, who, "first again", "c-1"),  # the same send twice in one batch
+                Draft(gone, who, "lost", None),
+                Draft(room, who, "second", None),
+            ]
+        )
+        first, repeat, lost, second = results
+        assert isinstance(first, tuple) and first[1] is False and first[0].text == "first"
+        assert repeat == (first[0], True)
+        assert isinstance(lost, NotFound)
+        assert isinstance(second, tuple) and (second[0].seq, second[1]) == (2, False)
+        for other in stores(server):  # either way finds what the other stored
+            (again,) = await other([Draft(room, who, "first", "c-1")])
+            assert again == (first[0], True)
+        assert await room_service.last_seq(room.id) == 2
 
 
 async def test_ids_of_a_batch_are_found_even_when_not_the_newest(server: ChatServer) -> None:
     """IDs handed out out of order (a PostgreSQL sequence cache) still match up."""
     from tortoise.transactions import in_transaction
 
-    from chatroom_server.db.models import MessageRow
-    from chatroom_server.services.messages import _new_ids
+    from chatroom_server.services.messages import NewRow, _new_ids
 
     who = identity((await server.signup())[0])
     _, token = await server.signup()
@@ -239,7 +255,9 @@ async def test_ids_of_a_batch_are_found_even_when_not_the_newest(server: ChatSer
         await message_service.store_message(room, who, text) for text in ("older", "newer")
     ]
     async with in_transaction() as conn:
-        row = MessageRow(room_id=room.id, seq=older.seq)
+        row = NewRow(
+            0, room.id, who.user_id, who.user_name, "older", None, older.seq, older.created_at
+        )
         # As if "older" were this batch's only row while a newer ID already existed.
         assert await _new_ids(conn, [row]) == {(room.id, older.seq): older.id}
     assert newer.id > older.id
@@ -249,23 +267,21 @@ async def test_one_bad_message_does_not_sink_its_batch(server: ChatServer) -> No
     who = identity((await server.signup())[0])
     ghost = Identity(10**9, "ghost", "ghost@example.com", who.expires_at)  # no such user
     _, token = await server.signup()
-    room = await room_service.get_room((await server.create_room(token))["ID"])
-    published: list[Message] = []
-
-    async def after_commit(messages: list[Message]) -> None:
-        published.extend(messages)
-
-    writer = MessageWriter(after_commit)
-    outcomes = await asyncio.gather(
-        writer.submit(room, who, "a"),
-        writer.submit(room, ghost, "refused by the database"),
-        writer.submit(room, who, "b"),
-        return_exceptions=True,
-    )
-    assert isinstance(outcomes[1], StorageError)
-    assert [o[0].text for o in outcomes if isinstance(o, tuple)] == ["a", "b"]
-    assert [m.text for m in published] == ["a", "b"]
-    assert [m.seq for m in published] == [1, 2]
+    for store in stores(server):
+        room = await room_service.get_room((await server.create_room(token))["ID"])
+        batches: list[list[Message]] = []
+        writer = MessageWriter(collect_batches(batches), store=store)
+        outcomes = await asyncio.gather(
+            writer.submit(room, who, "a"),
+            writer.submit(room, ghost, "refused by the database"),
+            writer.submit(room, who, "b"),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], StorageError)
+        assert [o[0].text for o in outcomes if isinstance(o, tuple)] == ["a", "b"]
+        published = [m for batch in batches for m in batch]
+        assert [m.text for m in published] == ["a", "b"]
+        assert [m.seq for m in published] == [1, 2]
 
 
 # ------------------------------------------------------------------ the sequencer alone

@@ -60,6 +60,13 @@ async def open_database(database_url: str, background_checkpoints: bool = False)
     await Tortoise.init(config=config, _enable_global_fallback=True)
 
 
+def sqlite_pragmas() -> dict[str, object]:
+    """The pragmas of the open SQLite connection, to open a second one alike."""
+    from tortoise import connections
+
+    return dict(getattr(connections.get("sqlite"), "pragmas", {}))
+
+
 async def close_database() -> None:
     await Tortoise.close_connections()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import cast
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -47,6 +48,117 @@ class Draft:
 # For each draft: the message and whether it is a resend, or why it was not stored.
 Stored = tuple[Message, bool] | ChatError
 
+# (room, author, client message ID): what makes a send idempotent.
+OriginalKey = tuple[int, int, str]
+
+
+@dataclass(slots=True)
+class NewRow:
+    """A message row to insert for drafts[index]; `id` is set once it is inserted."""
+
+    index: int
+    room_id: int
+    user_id: int
+    user_name: str
+    text: str
+    client_message_id: str | None
+    seq: int
+    created_at: datetime
+    id: int = 0
+
+
+@dataclass(slots=True)
+class BatchPlan:
+    """What one commit does: the rows to insert, and every draft's outcome.
+
+    Made by plan_batch inside the transaction, once the rooms are locked; the
+    storage code inserts `rows`, sets their IDs, advances the rooms to `last_seqs`
+    and asks for `outcome()`. Shared by both ways of storing (the ORM, and
+    SQLite's own writer connection in sqlite_batches.py).
+    """
+
+    drafts: Sequence[Draft]
+    results: list[Stored | None]
+    rows: list[NewRow]
+    repeats: list[tuple[int, int]]  # (draft, earlier draft with the same client ID)
+
+    def last_seqs(self) -> dict[int, int]:
+        return {row.room_id: row.seq for row in self.rows}
+
+    def outcome(self) -> list[Stored]:
+        results = self.results
+        for row in self.rows:
+            draft = self.drafts[row.index]
+            message = Message(
+                id=row.id,
+                room_id=row.room_id,
+                room_name=draft.room.name,
+                text=row.text,
+                user_id=row.user_id,
+                user_name=row.user_name,
+                created_at=row.created_at,
+                client_message_id=row.client_message_id,
+                seq=row.seq,
+            )
+            results[row.index] = (message, False)
+        for i, first in self.repeats:
+            earlier = results[first]
+            assert isinstance(earlier, tuple)
+            results[i] = (earlier[0], True)
+        assert all(r is not None for r in results)
+        return cast(list[Stored], results)
+
+
+def room_ids_of(drafts: Sequence[Draft]) -> list[int]:
+    """The rooms of a batch in ID order: the order they are locked in."""
+    return sorted({d.room.id for d in drafts})
+
+
+def original_keys(drafts: Sequence[Draft]) -> list[OriginalKey]:
+    """The drafts' idempotency keys, to look up messages they already stored."""
+    return [
+        (d.room.id, d.author.user_id, d.client_message_id)
+        for d in drafts
+        if d.client_message_id is not None
+    ]
+
+
+def plan_batch(
+    drafts: Sequence[Draft],
+    last_seqs: dict[int, int],
+    originals: dict[OriginalKey, Message],
+    now: datetime,
+) -> BatchPlan:
+    """Decide each draft's fate, given its rooms' last seq (locked) and earlier sends.
+
+    A room missing from `last_seqs` is gone. A client message ID found in
+    `originals`, or used earlier in the same batch, is a resend: nothing new.
+    """
+    plan = BatchPlan(drafts, [None] * len(drafts), [], [])
+    last = dict(last_seqs)
+    first_of: dict[OriginalKey, int] = {}
+    for i, draft in enumerate(drafts):
+        room_id = draft.room.id
+        if room_id not in last:
+            plan.results[i] = room_not_found(room_id)
+            continue
+        cid = draft.client_message_id
+        if cid is not None:
+            key = (room_id, draft.author.user_id, cid)
+            if key in originals:
+                plan.results[i] = (originals[key], True)
+                continue
+            if key in first_of:
+                plan.repeats.append((i, first_of[key]))
+                continue
+            first_of[key] = i
+        last[room_id] += 1
+        who = draft.author
+        plan.rows.append(
+            NewRow(i, room_id, who.user_id, who.user_name, draft.text, cid, last[room_id], now)
+        )
+    return plan
+
 
 async def store_message(
     room: Room, author: Identity, text: str, client_message_id: str | None = None
@@ -69,58 +181,39 @@ async def store_batch(drafts: Sequence[Draft]) -> list[Stored]:
     The rooms' rows are locked for the transaction, so the messages of a room
     commit in `seq` (and so ID) order on every host: PostgreSQL hands out IDs
     at insert, and without the lock two inserts could commit out of order.
+
+    This is the ORM's way, for every database; a SQLite server stores through
+    SqliteBatches (sqlite_batches.py), the same plan in one trip to a thread.
     """
-    room_ids = sorted({d.room.id for d in drafts})
-    results: list[Stored | None] = [None] * len(drafts)
     with storage_errors():
         async with in_transaction() as conn:
-            last = await _lock_rooms(conn, room_ids)
+            last = await _lock_rooms(conn, room_ids_of(drafts))
             originals = await _originals(drafts, conn)
-            first_of: dict[tuple[int, int, str], int] = {}
-            repeats: list[tuple[int, int]] = []  # (draft, earlier draft with the same ID)
-            inserted: list[tuple[int, MessageRow]] = []
-            for i, draft in enumerate(drafts):
-                room_id = draft.room.id
-                if room_id not in last:
-                    results[i] = room_not_found(room_id)
-                    continue
-                cid = draft.client_message_id
-                if cid is not None:
-                    key = (room_id, draft.author.user_id, cid)
-                    if key in originals:
-                        results[i] = (to_message(originals[key], draft.room.name), True)
-                        continue
-                    if key in first_of:
-                        repeats.append((i, first_of[key]))
-                        continue
-                    first_of[key] = i
-                last[room_id] += 1
-                row = MessageRow(
-                    room_id=room_id,
-                    user_id=draft.author.user_id,
-                    user_name=draft.author.user_name,
-                    text=draft.text,
-                    client_message_id=cid,
-                    seq=last[room_id],
+            plan = plan_batch(drafts, last, originals, datetime.now(UTC))
+            if plan.rows:
+                await MessageRow.bulk_create(
+                    [
+                        MessageRow(
+                            room_id=row.room_id,
+                            user_id=row.user_id,
+                            user_name=row.user_name,
+                            text=row.text,
+                            client_message_id=row.client_message_id,
+                            seq=row.seq,
+                            created_at=row.created_at,
+                        )
+                        for row in plan.rows
+                    ],
+                    using_db=conn,
                 )
-                inserted.append((i, row))
-            if inserted:
-                await MessageRow.bulk_create([row for _, row in inserted], using_db=conn)
-                advanced = {row.room_id: row.seq for _, row in inserted}
-                await _advance_rooms(conn, advanced)
-                ids = await _new_ids(conn, [row for _, row in inserted])
-                for i, row in inserted:
+                await _advance_rooms(conn, plan.last_seqs())
+                ids = await _new_ids(conn, plan.rows)
+                for row in plan.rows:
                     row.id = ids[(row.room_id, row.seq)]
-                    results[i] = (to_message(row, drafts[i].room.name), False)
-    for i, first in repeats:
-        earlier = results[first]
-        assert isinstance(earlier, tuple)
-        results[i] = (earlier[0], True)
-    assert all(r is not None for r in results)
-    return cast(list[Stored], results)
+    return plan.outcome()
 
 
-async def _new_ids(conn: BaseDBAsyncClient, rows: list[MessageRow]) -> dict[tuple[int, int], int]:
+async def _new_ids(conn: BaseDBAsyncClient, rows: list[NewRow]) -> dict[tuple[int, int], int]:
     """The IDs of rows just bulk-inserted (which bulk_create does not return), by (room, seq).
 
     The rooms are locked, so this batch's rows are the newest of those rooms.
@@ -186,17 +279,18 @@ async def _advance_rooms(conn: BaseDBAsyncClient, last_seqs: dict[int, int]) -> 
 
 async def _originals(
     drafts: Sequence[Draft], conn: BaseDBAsyncClient
-) -> dict[tuple[int, int, str], MessageRow]:
+) -> dict[OriginalKey, Message]:
     """Messages already stored under the drafts' client message IDs (resends)."""
-    wanted = [
-        Q(room_id=d.room.id, user_id=d.author.user_id, client_message_id=d.client_message_id)
-        for d in drafts
-        if d.client_message_id is not None
-    ]
-    if not wanted:
+    keys = original_keys(drafts)
+    if not keys:
         return {}
+    wanted = [Q(room_id=room, user_id=user, client_message_id=cid) for room, user, cid in keys]
     rows = await MessageRow.filter(Q(*wanted, join_type="OR")).using_db(conn)
-    return {(r.room_id, r.user_id, r.client_message_id or ""): r for r in rows}
+    names = {d.room.id: d.room.name for d in drafts}
+    return {
+        (r.room_id, r.user_id, r.client_message_id or ""): to_message(r, names[r.room_id])
+        for r in rows
+    }
 
 
 async def after_seq(room: Room, seq: int, limit: int) -> list[Message]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from .. import metrics
 from ..domain import Identity, Message, Room
@@ -25,6 +25,8 @@ from .messages import Draft, Stored
 log = logging.getLogger("chatroom_server.storage")
 
 AfterCommit = Callable[[list[Message]], Awaitable[None]]
+# How a batch is stored: messages.store_batch, or SqliteBatches.store_batch.
+StoreBatch = Callable[[Sequence[Draft]], Awaitable[list[Stored]]]
 
 MAX_BATCH = 256
 
@@ -33,8 +35,14 @@ Waiting = tuple[Draft, "asyncio.Future[tuple[Message, bool]]"]
 
 
 class MessageWriter:
-    def __init__(self, after_commit: AfterCommit, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        after_commit: AfterCommit,
+        max_batch: int = MAX_BATCH,
+        store: StoreBatch = message_service.store_batch,
+    ) -> None:
         self._after_commit = after_commit
+        self.store = store  # may be swapped while idle, once the database is open
         self._max_batch = max_batch
         self._waiting: list[Waiting] = []
         self._task: asyncio.Task[None] | None = None
@@ -81,7 +89,7 @@ class MessageWriter:
     async def _commit(self, batch: list[Waiting]) -> None:
         drafts = [draft for draft, _ in batch]
         try:
-            results = await message_service.store_batch(drafts)
+            results = await self.store(drafts)
             metrics.COMMIT_BATCH.observe(len(drafts))
         except Exception as exc:
             if len(batch) == 1:

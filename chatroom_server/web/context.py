@@ -12,6 +12,7 @@ from ..db.checkpoint import Checkpointer
 from ..domain import Identity
 from ..realtime.hub import Hub
 from ..security import TokenService
+from ..services.sqlite_batches import SqliteBatches
 from ..services.users import UserService
 from ..settings import Settings
 from .keepalive import Keepalive
@@ -27,6 +28,8 @@ class Ctx:
     tokens: TokenService = field(init=False)
     # SQLite's WAL checkpoints, off the commit path (None for PostgreSQL).
     checkpointer: Checkpointer | None = field(init=False, default=None)
+    # SQLite: the group commit's own connection and thread (None for PostgreSQL).
+    sqlite_batches: SqliteBatches | None = field(init=False, default=None)
 
 
 App = Sanic[Config, Ctx]
