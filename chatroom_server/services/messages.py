@@ -21,7 +21,7 @@ HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
 
 
-def to_message(row: MessageRow, room_name: str) -> Message:
+def to_message(row: MessageRow | NewRow, room_name: str) -> Message:
     return Message(
         id=row.id,
         room_id=row.room_id,
@@ -88,19 +88,7 @@ class BatchPlan:
     def outcome(self) -> list[Stored]:
         results = self.results
         for row in self.rows:
-            draft = self.drafts[row.index]
-            message = Message(
-                id=row.id,
-                room_id=row.room_id,
-                room_name=draft.room.name,
-                text=row.text,
-                user_id=row.user_id,
-                user_name=row.user_name,
-                created_at=row.created_at,
-                client_message_id=row.client_message_id,
-                seq=row.seq,
-            )
-            results[row.index] = (message, False)
+            results[row.index] = (to_message(row, self.drafts[row.index].room.name), False)
         for i, first in self.repeats:
             earlier = results[first]
             assert isinstance(earlier, tuple)
