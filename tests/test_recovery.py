@@ -17,7 +17,7 @@ from chatroom_server.services import rooms as room_service
 from chatroom_server.services.messages import Draft
 from chatroom_server.services.writer import AfterCommit, MessageWriter, StoreBatch
 
-from .conftest import ChatServer, auth, recv_event, recv_json
+from .conftest import ChatServer, auth, eventually, recv_event, recv_json
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -214,6 +214,35 @@ async def test_group_commit_batches_concurrent_messages_in_seq_order(server: Cha
             assert [m.seq for m in mine] == list(range(1, 41))  # published in seq order
             assert [m.id for m in mine] == sorted(m.id for m in mine)
             assert await room_service.last_seq(room.id) == 40
+
+
+async def test_messages_queued_right_after_a_commit_share_the_next(server: ChatServer) -> None:
+    """Frames read in the loop turns after a commit (its fan-out held the loop) share one."""
+    who = identity((await server.signup())[0])
+    _, token = await server.signup()
+    room = await room_service.get_room((await server.create_room(token))["ID"])
+    loop = asyncio.get_running_loop()
+    batches: list[list[Message]] = []
+    later: list[asyncio.Future[tuple[Message, bool]]] = []
+
+    def submit_after(turns: int, text: str) -> None:
+        if turns == 0:
+            later.append(writer.submit(room, who, text))
+        else:
+            loop.call_soon(submit_after, turns - 1, text)
+
+    async def after_commit(messages: list[Message]) -> None:
+        batches.append(messages)
+        if len(batches) == 1:
+            # As frames read from sockets arrive: a few hops after the fan-out.
+            for turns, text in ((2, "b"), (3, "c"), (4, "d")):
+                submit_after(turns, text)
+
+    writer = MessageWriter(after_commit, store=stores(server)[-1])
+    await writer.submit(room, who, "a")
+    await eventually(lambda: len(later) == 3, "the three later submits")
+    await asyncio.gather(*later)
+    assert [[m.text for m in batch] for batch in batches] == [["a"], ["b", "c", "d"]]
 
 
 async def test_store_batch_resends_repeats_and_gone_rooms(server: ChatServer) -> None:

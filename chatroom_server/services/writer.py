@@ -3,7 +3,8 @@
 One SQLite (or PostgreSQL) commit per message caps a server at a few hundred
 messages a second; one commit per batch costs about the same and carries every
 message that arrived meanwhile. An idle server still commits a lone message at
-once: a batch is whatever is waiting when the previous commit ends.
+once: a batch is whatever is waiting a few loop turns after the previous commit
+ends (SETTLE_TURNS).
 
 After each commit, `after_commit` gets the new messages in commit order (and so
 in `seq` order per room) before anybody's `submit` returns, and before the next
@@ -29,6 +30,15 @@ AfterCommit = Callable[[list[Message]], Awaitable[None]]
 StoreBatch = Callable[[Sequence[Draft]], Awaitable[list[Stored]]]
 
 MAX_BATCH = 256
+
+# After a commit the writer lets the event loop turn this many times before it
+# takes the next batch. Idle, a turn costs microseconds. Busy, the commit's
+# fan-out may have held the loop for milliseconds while clients kept writing:
+# these turns let those frames be read, parsed and queued (about four hops from
+# the socket to submit()) so they share the next commit, and then one write per
+# socket, instead of trailing behind in commits of their own. Measured in the
+# throughput benchmark: 17 frames per socket write without, 50 with.
+SETTLE_TURNS = 8
 
 # A draft and the future its sender awaits.
 Waiting = tuple[Draft, "asyncio.Future[tuple[Message, bool]]"]
@@ -76,6 +86,9 @@ class MessageWriter:
                 batch = self._waiting[: self._max_batch]
                 del self._waiting[: self._max_batch]
                 await self._commit(batch)
+                batch = []
+                for _ in range(SETTLE_TURNS):
+                    await asyncio.sleep(0)
         except BaseException:
             # Cancelled (the loop is stopping): nobody is left waiting without an answer.
             for _, done in batch + self._waiting:
