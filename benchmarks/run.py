@@ -1,7 +1,9 @@
 """Benchmarks: chatroom-server against a minimal `websockets` broadcast server, side by side.
 
 Every scenario runs against both targets, each started fresh for it, the server
-pinned to CPU 0 and the Node load generator (benchmarks/loadgen) to CPU 1:
+pinned to CPU 0 and the load generator (benchmarks/loadgen) to CPU 1: fanout.c, a
+compiled receiver built here with `cc` when missing or stale, for throughput, latency
+and growth; loadgen.mjs (Node) for rooms and idle.
 
 - throughput: one room, 1000 receivers, one sender keeping 50 messages in flight;
 - latency: one room, 1000 receivers, the sender at a fixed 20 messages/s;
@@ -41,6 +43,7 @@ from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -48,6 +51,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 LOADGEN_DIR = HERE / "loadgen"
 LOADGEN = LOADGEN_DIR / "loadgen.mjs"
+FANOUT_SRC = LOADGEN_DIR / "fanout.c"
+FANOUT = LOADGEN_DIR / "fanout"
+FANOUT_MODES = ("throughput", "rate")  # loadgen modes run by fanout.c, the rest by loadgen.mjs
+FANOUT_SCENARIOS = ("throughput", "latency", "growth")
 BASELINE = HERE / "baselines" / "websockets_broadcast.py"
 VENV_BIN = Path(sys.prefix) / "bin"
 
@@ -170,6 +177,10 @@ class Server:
     @property
     def pid(self) -> int:
         return self.proc.pid
+
+    @property
+    def workdir(self) -> Path:
+        return self.log_path.parent
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -300,15 +311,74 @@ class LoadgenRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def build_fanout() -> None:
+    """Compile fanout.c into benchmarks/loadgen/fanout if it is missing or older."""
+    if FANOUT.exists() and FANOUT.stat().st_mtime >= FANOUT_SRC.stat().st_mtime:
+        return
+    cc = shutil.which("cc")
+    if cc is None:
+        raise SystemExit(
+            f"no C compiler: `cc` is not on PATH, and {FANOUT_SRC.name} must be built for the "
+            "throughput, latency and growth scenarios (install gcc or clang, or pass "
+            "--only rooms,idle)"
+        )
+    partial = FANOUT.with_name(f".{FANOUT.name}.{os.getpid()}")
+    command = [cc, "-O2", "-Wall", "-Wextra", "-o", str(partial), str(FANOUT_SRC)]
+    log(f"building {FANOUT}: {' '.join(command)}")
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise SystemExit(f"building {FANOUT_SRC} failed:\n{done.stdout}{done.stderr}")
+    partial.replace(FANOUT)
+
+
+def loadgen_tool(mode: str) -> str:
+    return FANOUT_SRC.name if mode in FANOUT_MODES else LOADGEN.name
+
+
+def fanout_command(config: dict[str, Any], server: Server) -> list[str]:
+    """fanout's flags for a loadgen.mjs config (throughput and rate modes)."""
+    url = urlsplit(str(config["url"]))
+    tokens = server.workdir / "loadgen-tokens.txt"
+    tokens.write_text("".join(f"{token}\n" for token in config["tokens"]))
+    rooms = config.get("rooms") or [1]
+    flags: dict[str, Any] = {
+        "mode": config["mode"],
+        "host": url.hostname or "127.0.0.1",
+        "port": url.port,
+        "path": url.path or "/",
+        "room": rooms[0],
+        "receivers": config["receivers"],
+        "warmup": config["warmup"],
+        "duration": config["duration"],
+        "drain-timeout": config["drain_timeout"],
+        "close-timeout": config.get("close_timeout", 10),
+        "connect-concurrency": config["connect_concurrency"],
+        "tokens-file": tokens,
+    }
+    if config["mode"] == "throughput":
+        flags["window"] = config["window"]
+    else:
+        flags["rate"] = config["rate"]
+    return [str(FANOUT), *(arg for k, v in flags.items() for arg in (f"--{k}", str(v)))]
+
+
 def run_loadgen(
     config: dict[str, Any],
     server: Server,
     timeout: float,
     on_connected: Callable[[dict[str, Any], IO[str]], dict[str, Any]] | None = None,
 ) -> LoadgenRun:
-    """Run loadgen.mjs pinned to CPU 1; sample the server's CPU at its window's edges."""
+    """Run the load generator pinned to CPU 1; sample the server's CPU at its window's edges.
+
+    fanout (compiled) for the throughput and rate modes, loadgen.mjs for the others.
+    """
+    if config["mode"] in FANOUT_MODES:
+        command = fanout_command(config, server)
+    else:
+        command = ["node", str(LOADGEN), json.dumps(config)]
     proc = subprocess.Popen(
-        ["taskset", "-c", LOADGEN_CPU, "node", str(LOADGEN), json.dumps(config)],
+        ["taskset", "-c", LOADGEN_CPU, *command],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -373,6 +443,7 @@ def loadgen_config(mode: str, server: Server, opts: Options, **extra: Any) -> di
 def summarize(server: Server, run: LoadgenRun, config: dict[str, Any]) -> dict[str, Any]:
     record: dict[str, Any] = {
         "config": {k: v for k, v in config.items() if k not in ("tokens", "url")},
+        "loadgen_tool": loadgen_tool(str(config["mode"])),
         "loadgen": run.result,
     }
     if run.start is not None and run.end is not None:
@@ -572,6 +643,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "node": command_output("node", "--version"),
+        "cc": (command_output("cc", "--version") or "").split("\n")[0] or None,
         "ws": ws_version,
         "websockets": package_version("websockets"),
         "sanic": package_version("sanic"),
@@ -700,6 +772,8 @@ def markdown(results: dict[str, Any], machine: dict[str, Any], args: argparse.Na
         f"{results['options']['warmup']} s warm-up; server on CPU {SERVER_CPU}, "
         f"load generator on CPU {LOADGEN_CPU}. baseline = benchmarks/baselines/"
         "websockets_broadcast.py; chatroom = `chatroom-server serve` (SQLite).",
+        f"Load generator: {FANOUT_SRC.name} (C, built with {machine.get('cc')}) for "
+        f"throughput, latency and growth; {LOADGEN.name} for rooms and idle.",
         *(
             [
                 f"Each figure is the median of {results['options']['repeat']} rounds; every "
@@ -812,12 +886,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def preflight() -> None:
-    for tool in ("taskset", "node"):
-        if shutil.which(tool) is None:
-            raise SystemExit(f"{tool} is not on PATH")
-    if not (LOADGEN_DIR / "node_modules" / "ws").is_dir():
-        raise SystemExit(f"run `npm ci` in {LOADGEN_DIR} first")
+def preflight(scenarios: list[str]) -> None:
+    if shutil.which("taskset") is None:
+        raise SystemExit("taskset is not on PATH")
+    if any(s not in FANOUT_SCENARIOS for s in scenarios):  # rooms and idle: loadgen.mjs
+        if shutil.which("node") is None:
+            raise SystemExit("node is not on PATH")
+        if not (LOADGEN_DIR / "node_modules" / "ws").is_dir():
+            raise SystemExit(f"run `npm ci` in {LOADGEN_DIR} first")
+    if any(s in FANOUT_SCENARIOS for s in scenarios):
+        build_fanout()
     if not (VENV_BIN / "chatroom-server").exists():
         raise SystemExit(f"{VENV_BIN / 'chatroom-server'} not found: run with the dev venv")
     if (os.cpu_count() or 1) < 2:
@@ -826,7 +904,7 @@ def preflight() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    preflight()
+    preflight(args.only)
     nofile = raise_nofile()
     if args.quick:
         opts_duration, warmup, drain = min(args.duration, 2.0), 1.0, 5.0
