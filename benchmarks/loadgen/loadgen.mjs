@@ -2,15 +2,14 @@
 //
 //   node loadgen.mjs '<config JSON>'        (or the config JSON on stdin)
 //
-// Config: {"mode": "throughput"|"rate"|"rooms"|"idle", "url": "ws://127.0.0.1:PORT/ws",
-//          "tokens": [...], "rooms": [ids], "receivers": 1000, "window": 50, "rate": 20,
+// Config: {"mode": "rooms"|"idle", "url": "ws://127.0.0.1:PORT/ws",
+//          "tokens": [...], "rooms": [ids], "rate": 20,
 //          "clients_per_room": 10, "connections": 5000, "warmup": 2, "duration": 10,
-//          "drain_timeout": 10, "connect_concurrency": 200,
-//          "fast_reader": true, "coalesce_ms": 2 (throughput mode; 0 elsewhere)}
+//          "drain_timeout": 10, "connect_concurrency": 200, "fast_reader": true}
 //
-// - throughput: N receivers and one sender in one room; the sender keeps `window`
-//   messages in flight (sent, own echo not back yet).
-// - rate: the same, the sender at a fixed `rate` messages/s.
+// The one-room modes (throughput, rate) live in fanout.c, compiled: at millions of
+// frames a second this process would be the bottleneck.
+//
 // - rooms: every client of every room sends `rate` messages/s and receives its room.
 // - idle: open `connections`, print {"event":"connected",...}, hold them until a line
 //   arrives on stdin, close them.
@@ -41,8 +40,6 @@ function readConfig() {
     url: cfg.url,
     tokens: cfg.tokens?.length ? cfg.tokens : ["x"],
     rooms: cfg.rooms?.length ? cfg.rooms : [1],
-    receivers: cfg.receivers ?? 1000,
-    window: cfg.window ?? 50,
     rate: cfg.rate ?? 20,
     clientsPerRoom: cfg.clients_per_room ?? 10,
     connections: cfg.connections ?? 5000,
@@ -52,8 +49,6 @@ function readConfig() {
     connectConcurrency: cfg.connect_concurrency ?? 200,
     closeTimeout: cfg.close_timeout ?? 10,
     fastReader: cfg.fast_reader ?? true,
-    coalesceMs: cfg.coalesce_ms ?? 0,
-    coalesceMinReads: cfg.coalesce_min_reads ?? 64,
   };
 }
 
@@ -174,7 +169,6 @@ function attachFastReader(conn, onPayload) {
   // chunk may be the shared read buffer: nothing of it is kept without a copy.
   const feed = (chunk) => {
     const now = performance.now(); // one clock read per socket read: its frames came together
-    if (cfg.coalesceMs > 0) countRead();
     let buf = chunk;
     if (pending !== null) {
       buf = Buffer.concat([pending, chunk]);
@@ -308,29 +302,6 @@ function sendMessage(conn) {
   return true;
 }
 
-// Read coalescing (throughput mode). A server that writes each frame to each socket on
-// its own makes receivers read one small frame per system call, and wakes this process
-// up for nearly every one: then the reads cost as much here as the writes there. So
-// after a poll phase with many socket reads the loop sleeps a moment (Atomics.wait, no
-// CPU), and the next poll finds more frames per socket and far fewer wake-ups. A frame
-// waits at most coalesceMs longer for it; a server that batches its writes causes few
-// reads per frame and so few sleeps.
-const sleepCell = new Int32Array(new SharedArrayBuffer(4));
-let pollReads = 0;
-let coalesceSleeps = 0;
-
-function afterPoll() {
-  if (pollReads >= cfg.coalesceMinReads) {
-    Atomics.wait(sleepCell, 0, 0, cfg.coalesceMs);
-    coalesceSleeps++;
-  }
-  pollReads = 0;
-}
-
-function countRead() {
-  if (pollReads++ === 0) setImmediate(afterPoll);
-}
-
 // A counted receiver got a frame at `now`: its text is buf[start, end).
 function onReceiverFrame(buf, start, end, now) {
   const no = parseMsgno(buf, start, end);
@@ -380,7 +351,7 @@ function openOne(spec) {
       ws,
       room: spec.room,
       counted: spec.counted,
-      roomState: spec.counted || spec.sender ? roomState(spec.room) : null,
+      roomState: spec.counted ? roomState(spec.room) : null,
       opened: false,
     };
     ws.on("message", (data) => spec.onFrame(conn, data));
@@ -580,61 +551,10 @@ function finish(result) {
     event: "result",
     ...result,
     fast_readers: fastReaders,
-    coalesce_ms: cfg.coalesceMs,
-    coalesce_sleeps: coalesceSleeps,
     error_frames: errorFrames,
     closed_unexpectedly: { count: unexpectedCount, codes: unexpectedCodes },
   });
   process.stdout.write(`${line}\n`, () => process.exit(0));
-}
-
-// One room, N counted receivers, one sender connection (its echoes are not counted).
-async function oneRoom(windowed) {
-  const room = cfg.rooms[0];
-  const specs = Array.from({ length: cfg.receivers }, () => ({
-    room,
-    counted: true,
-    fast: true,
-    onFrame: (_c, data) => onReceiverFrame(data, 0, data.length, performance.now()),
-  }));
-  log(`opening ${cfg.receivers} receivers`);
-  const opened = await openAll(specs);
-  let inflight = 0;
-  let sender = null;
-  const refill = () => {
-    while (sending && inflight < cfg.window && sendMessage(sender)) inflight++;
-  };
-  const senderSpec = {
-    room,
-    counted: false,
-    sender: true,
-    onFrame: (_c, data) => {
-      const no = parseMsgno(data, 0, data.length);
-      if (no === NOT_OURS) return;
-      if (no === ERROR_FRAME) errorFrames++;
-      if (windowed) {
-        inflight--; // own echo, or a refusal: either way no longer in flight
-        refill();
-      }
-    },
-  };
-  const senderOpen = await openAll([senderSpec]);
-  if (senderOpen.conns.length !== 1) {
-    throw new Error(`sender could not connect: ${JSON.stringify(senderOpen.failures)}`);
-  }
-  sender = senderOpen.conns[0];
-  const all = [...opened.conns, sender];
-  const result = await measure(all, (t) => {
-    if (windowed) refill();
-    else everyInterval(t, 1000 / cfg.rate, () => sendMessage(sender));
-  });
-  return {
-    mode: cfg.mode,
-    receivers: cfg.receivers,
-    ...(windowed ? { window: cfg.window } : { rate: cfg.rate }),
-    ...connectReport(opened, cfg.receivers),
-    ...result,
-  };
 }
 
 // R rooms x C clients; every client sends at `rate` and receives its room (own echo too).
@@ -700,9 +620,7 @@ async function idle() {
 
 async function main() {
   let result;
-  if (cfg.mode === "throughput") result = await oneRoom(true);
-  else if (cfg.mode === "rate") result = await oneRoom(false);
-  else if (cfg.mode === "rooms") result = await manyRooms();
+  if (cfg.mode === "rooms") result = await manyRooms();
   else if (cfg.mode === "idle") result = await idle();
   else throw new Error(`unknown mode ${cfg.mode}`);
   finish(result);
