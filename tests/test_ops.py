@@ -129,6 +129,11 @@ class TestSqliteCheckpoints:
         # messages from the WAL into the database file itself.
         done = checkpointer.checkpoints
         await eventually(lambda: checkpointer.checkpoints >= done + 2, "two more checkpoints")
+        # Copying pages takes turns with the event loop only when the CPU is idle.
+        policy = await asyncio.get_running_loop().run_in_executor(
+            checkpointer._thread, os.sched_getscheduler, 0
+        )
+        assert policy == os.SCHED_IDLE
         assert await asyncio.to_thread(os.path.getsize, path) >= size_before + 100 * 2000
 
     async def test_messages_commit_on_the_writers_own_connection(self, server: ChatServer) -> None:
@@ -140,6 +145,7 @@ class TestSqliteCheckpoints:
         assert await batches.pragma("foreign_keys") == 1
         assert await batches.pragma("busy_timeout") == 5000
         assert await batches.pragma("synchronous") == 1  # NORMAL
+        assert await batches.pragma("journal_size_limit") == 64 * 1024 * 1024
         _, token = await server.signup()
         rid = (await server.create_room(token))["ID"]
         async with server.connect(rid, token) as ws:

@@ -123,6 +123,7 @@ def test_sqlite_urls_get_wal_pragmas_unless_given() -> None:
 
     assert connection_url("sqlite://a.db") == (
         "sqlite://a.db?journal_mode=WAL&synchronous=NORMAL&busy_timeout=5000"
+        "&journal_size_limit=67108864"
     )
     assert connection_url("sqlite://a.db?synchronous=FULL").count("synchronous") == 1
     assert connection_url("postgres://u@h/db") == "postgres://u@h/db"
