@@ -814,3 +814,25 @@ class TestPing:
         await eventually(lambda: hub.connection_count == 1, "the socket to join the hub")
         await eventually(lambda: hub.connection_count == 0, "the silent peer to be dropped")
         writer.close()
+
+
+async def test_a_socket_whose_peer_closed_is_written_to_no_more(server: ChatServer) -> None:
+    """The peer's close frame marks the transport closed at once, before the handler ends."""
+    from chatroom_server.web.ws import SanicTransport, WatchedProtocol
+
+    _, token = await server.signup()
+    rid = (await server.create_room(token))["ID"]
+    hub = server.app.ctx.hub
+    async with server.connect(rid, token) as ws:
+        await eventually(lambda: len(hub.connections(rid)) == 1, "the socket in the hub")
+        (conn,) = hub.connections(rid)
+        transport = conn.transport
+        assert isinstance(transport, SanicTransport)
+        assert transport.open and transport.watched
+        assert type(transport.proto) is WatchedProtocol
+        transport.write(b"\x81\x02hi")  # a text frame "hi": the client reads it
+        assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hi"
+        await ws.close()
+    assert transport.open is False
+    with pytest.raises(ConnectionError):
+        transport.write(b"\x81\x02hi")
