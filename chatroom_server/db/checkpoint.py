@@ -39,12 +39,13 @@ def sqlite_path(database_url: str) -> str | None:
 
 
 def lower_thread_priority() -> None:
-    """Let the calling thread run only when nothing else wants the CPU (if it can)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))  # this thread only
-    except (AttributeError, OSError):  # not Linux, or not allowed: a nicer nice, then
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, 0, 19)
+    """Let the calling thread run only when nothing else wants the CPU (if it can).
+
+    Linux applies SCHED_IDLE to this thread only. Elsewhere nothing is changed:
+    the portable fallback, setpriority(), would renice the whole server there.
+    """
+    with contextlib.suppress(AttributeError, OSError):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
 class Checkpointer(Periodic):

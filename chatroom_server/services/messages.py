@@ -228,6 +228,12 @@ async def _new_ids(conn: BaseDBAsyncClient, rows: list[NewRow]) -> dict[tuple[in
 
 # The statements of a commit that run for every batch are written out here, with
 # parameters only: built through the ORM, they cost more than the rest of the commit.
+# SQLite's own writer (sqlite_batches.py) runs the same ones; {...} are filled with
+# the dialect's placeholders.
+LOCK_ROOMS = (
+    "SELECT id, last_seq FROM rooms WHERE id IN ({rooms}) AND deleted_at IS NULL ORDER BY id{lock}"
+)
+ADVANCE_ROOM = "UPDATE rooms SET last_seq = {seq} WHERE id = {room}"
 
 
 def _placeholders(conn: BaseDBAsyncClient, count: int) -> list[str]:
@@ -244,11 +250,7 @@ async def _lock_rooms(conn: BaseDBAsyncClient, room_ids: list[int]) -> dict[int,
     """
     marks = ", ".join(_placeholders(conn, len(room_ids)))
     lock = " FOR UPDATE" if conn.capabilities.dialect == "postgres" else ""
-    _, rows = await conn.execute_query(
-        f"SELECT id, last_seq FROM rooms WHERE id IN ({marks}) AND deleted_at IS NULL"
-        f" ORDER BY id{lock}",
-        room_ids,
-    )
+    _, rows = await conn.execute_query(LOCK_ROOMS.format(rooms=marks, lock=lock), room_ids)
     return {row["id"]: row["last_seq"] for row in rows}
 
 
@@ -260,7 +262,7 @@ async def _advance_rooms(conn: BaseDBAsyncClient, last_seqs: dict[int, int]) -> 
     """
     seq, room = _placeholders(conn, 2)
     await conn.execute_many(
-        f"UPDATE rooms SET last_seq = {seq} WHERE id = {room}",
+        ADVANCE_ROOM.format(seq=seq, room=room),
         [[seq, room_id] for room_id, seq in last_seqs.items()],
     )
 

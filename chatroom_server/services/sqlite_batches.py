@@ -26,7 +26,16 @@ from datetime import UTC, datetime
 from ..domain import Message
 from ..errors import StorageError
 from ._storage import UNAVAILABLE
-from .messages import Draft, OriginalKey, Stored, original_keys, plan_batch, room_ids_of
+from .messages import (
+    ADVANCE_ROOM,
+    LOCK_ROOMS,
+    Draft,
+    OriginalKey,
+    Stored,
+    original_keys,
+    plan_batch,
+    room_ids_of,
+)
 
 log = logging.getLogger("chatroom_server.storage")
 
@@ -37,7 +46,7 @@ _INSERT = (
     "INSERT INTO messages (room_id, user_id, user_name, text, client_message_id, seq, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_ADVANCE = "UPDATE rooms SET last_seq = ? WHERE id = ?"
+_ADVANCE = ADVANCE_ROOM.format(seq="?", room="?")
 _ORIGINAL_COLUMNS = "id, room_id, user_id, user_name, text, created_at, client_message_id, seq"
 
 
@@ -107,30 +116,24 @@ class SqliteBatches:
         conn.execute("BEGIN IMMEDIATE")
         try:
             room_ids = room_ids_of(drafts)
-            marks = ", ".join("?" * len(room_ids))
-            last = dict(
-                conn.execute(
-                    f"SELECT id, last_seq FROM rooms WHERE id IN ({marks}) AND deleted_at IS NULL",
-                    room_ids,
-                ).fetchall()
-            )
+            lock = LOCK_ROOMS.format(rooms=", ".join("?" * len(room_ids)), lock="")
+            last = dict(conn.execute(lock, room_ids).fetchall())
             plan = plan_batch(drafts, last, _originals(conn, drafts), datetime.now(UTC))
-            if plan.rows:
-                for row in plan.rows:
-                    cursor = conn.execute(
-                        _INSERT,
-                        (
-                            row.room_id,
-                            row.user_id,
-                            row.user_name,
-                            row.text,
-                            row.client_message_id,
-                            row.seq,
-                            row.created_at.isoformat(" "),  # as the ORM writes it
-                        ),
-                    )
-                    row.id = cursor.lastrowid or 0
-                conn.executemany(_ADVANCE, [(seq, room) for room, seq in plan.last_seqs().items()])
+            for row in plan.rows:
+                cursor = conn.execute(
+                    _INSERT,
+                    (
+                        row.room_id,
+                        row.user_id,
+                        row.user_name,
+                        row.text,
+                        row.client_message_id,
+                        row.seq,
+                        row.created_at.isoformat(" "),  # as the ORM writes it
+                    ),
+                )
+                row.id = cursor.lastrowid or 0
+            conn.executemany(_ADVANCE, [(seq, room) for room, seq in plan.last_seqs().items()])
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
