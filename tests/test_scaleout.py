@@ -289,6 +289,13 @@ async def test_sigterm_with_two_workers_closes_sockets_with_1001(
     _, token = await signup(host.base, "ann")
     rid = await create_room(host.base, token)
     socks = [await ws(host, rid, token) for _ in range(4)]  # spread over both workers
+
+    async def all_joined() -> bool:
+        # A socket is counted in presence once its worker is subscribed to the room:
+        # a message sent before that would be one it legitimately never sees.
+        return bool((await presence(host.base, token, rid))["connections"] == 4)
+
+    await eventually(all_joined, "all four sockets joined")
     await socks[0].send(json.dumps({"chatMessage": "live"}))
     for sock in socks:
         await collect(sock, 1)  # every socket, on either worker, is live
