@@ -8,19 +8,25 @@ from sanic import Sanic
 from sanic_ext import Extend
 
 from . import __version__
-from .db import close_database, open_database, sqlite_pragmas
-from .db.checkpoint import Checkpointer, sqlite_path
+from .db import close_database, open_database
+from .db.checkpoint import sqlite_path
+from .db.store import make_store
 from .logs import setup_logging
+from .pubsub import Broker, Deliver, Resync, make_broker
+from .pubsub.presence import make_presence
 from .realtime.hub import Hub
+from .realtime.relay import Relay
 from .security import TokenService
+from .services import rooms as room_service
+from .services.messages import plan_batch
 from .services.secrets import shared_secret
-from .services.sqlite_batches import SqliteBatches
 from .services.throttle import LoginThrottle
 from .services.users import UserService
 from .settings import Settings
 from .web import auth, ops, rooms, static, ws
 from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
+from .web.internals import choose_wire, orm
 from .web.keepalive import Keepalive
 from .web.openapi import setup_openapi
 
@@ -28,18 +34,32 @@ log = logging.getLogger("chatroom_server")
 
 
 def create_app(settings: Settings, name: str = "chatroom_server") -> App:
+    wire = choose_wire(settings.internals)
+    store = make_store(settings.database_url, plan_batch)
+    hub = Hub(wire.encode)
+
+    def broker(deliver: Deliver, resync: Resync) -> Broker:
+        return make_broker(settings.redis_url, deliver, resync, settings.redis_prefix)
+
+    relay = Relay(
+        hub,
+        store,
+        broker,
+        make_presence(settings.redis_url, settings.redis_prefix, settings.presence_ttl),
+        room_service.deleted_among,
+        settings.room_check_interval,
+        presence_ttl=settings.presence_ttl,
+    )
     ctx = Ctx(
         settings=settings,
         users=UserService(
             settings.bcrypt_rounds, LoginThrottle(settings.login_failures, settings.login_window)
         ),
-        hub=Hub(
-            settings.redis_url,
-            settings.room_check_interval,
-            redis_prefix=settings.redis_prefix,
-            presence_ttl=settings.presence_ttl,
-        ),
-        keepalive=Keepalive(settings.ping_interval),
+        wire=wire,
+        store=store,
+        hub=hub,
+        relay=relay,
+        keepalive=Keepalive(settings.ping_interval, wire.pings),
     )
     app: App = Sanic(name, ctx=ctx, error_handler=ChatErrorHandler())
     _configure(app, settings)
@@ -62,8 +82,12 @@ def _configure(app: App, settings: Settings) -> None:
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.WEBSOCKET_MAX_SIZE = settings.max_frame_bytes
     # Sanic annotates these as int but hands them to asyncio, which takes floats.
-    # Our keep-alive pings every socket from one task (web/keepalive.py), not Sanic's.
-    app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]
+    if app.ctx.wire.pings is not None:
+        # Our keep-alive pings every socket from one task (web/keepalive.py), not Sanic's.
+        app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]
+    else:
+        app.config.WEBSOCKET_PING_INTERVAL = settings.ping_interval  # type: ignore[assignment]
+        app.config.WEBSOCKET_PING_TIMEOUT = settings.ping_interval  # type: ignore[assignment]
     # Access lines would carry ?jwt= tokens; we log our own events instead.
     app.config.ACCESS_LOG = False
     app.config.CORS_ORIGINS = settings.cors_origins
@@ -79,29 +103,24 @@ def _setup_lifecycle(app: App) -> None:
     @app.before_server_start
     async def open_resources(app: App) -> None:
         settings = app.ctx.settings
-        path = sqlite_path(settings.database_url)
-        await open_database(settings.database_url, background_checkpoints=path is not None)
-        if path is not None:
-            app.ctx.checkpointer = Checkpointer(path)
-            app.ctx.checkpointer.start()
-            app.ctx.sqlite_batches = SqliteBatches(path)
-            await app.ctx.sqlite_batches.open(sqlite_pragmas())
-            app.ctx.hub.writer.store = app.ctx.sqlite_batches.store_batch
+        await open_database(
+            settings.database_url,
+            background_checkpoints=sqlite_path(settings.database_url) is not None,
+            **orm.init_options(),
+        )
+        await app.ctx.store.open()
         secret = settings.jwt_secret or await shared_secret()
         app.ctx.tokens = TokenService(secret, settings.token_ttl)
-        await app.ctx.hub.start()
+        await app.ctx.relay.start()
         app.ctx.keepalive.start()
 
     @app.before_server_stop
     async def close_sockets(app: App) -> None:
         # Close with 1001 ourselves: Sanic would otherwise close them with 1000.
         await app.ctx.keepalive.stop()
-        await app.ctx.hub.stop()
+        await app.ctx.relay.stop()
 
     @app.after_server_stop
     async def close_resources(app: App) -> None:
-        if app.ctx.checkpointer is not None:
-            await app.ctx.checkpointer.stop()
-        if app.ctx.sqlite_batches is not None:
-            await app.ctx.sqlite_batches.close()
+        await app.ctx.store.close()
         await close_database()

@@ -167,7 +167,7 @@ def _run_server(settings: Settings) -> None:
     from sanic.worker.loader import AppLoader
 
     from .app import create_served_app
-    from .workers import serve_with_manager
+    from .web.internals.workers import serve_with_manager
 
     # Every worker process rebuilds the app the same way from the same settings.
     loader = AppLoader(factory=functools.partial(create_served_app, settings))

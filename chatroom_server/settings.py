@@ -46,6 +46,9 @@ class Settings:
     log_format: str = "text"
     # How often a process looks for deleted rooms that still have open sockets.
     room_check_interval: float = 2.0
+    # "auto": websockets take the fast path through Sanic's internals when they are
+    # all there (web/internals); "off": Sanic's public API only, slower.
+    internals: str = "auto"
 
     def __repr__(self) -> str:
         parts = []
@@ -100,6 +103,8 @@ class Settings:
             raise ConfigError("The log level must be one of DEBUG, INFO, WARNING, ERROR.")
         if self.log_format not in ("text", "json"):
             raise ConfigError("The log format must be text or json.")
+        if self.internals not in ("auto", "off"):
+            raise ConfigError("CHATROOM_INTERNALS must be auto or off.")
         if not 4 <= self.bcrypt_rounds <= 31:
             raise ConfigError("CHATROOM_BCRYPT_ROUNDS must be between 4 and 31.")
         if self.port > 65535:

@@ -62,18 +62,12 @@ def tortoise_config(database_url: str, background_checkpoints: bool = False) -> 
     }
 
 
-async def open_database(database_url: str, background_checkpoints: bool = False) -> None:
-    # The global fallback lets request tasks, which Sanic creates outside the
-    # listener's context, find the connections.
+async def open_database(
+    database_url: str, background_checkpoints: bool = False, **init_options: Any
+) -> None:
+    """Open the ORM's connections; `init_options` go to Tortoise.init (see web/internals/orm.py)."""
     config = tortoise_config(database_url, background_checkpoints)
-    await Tortoise.init(config=config, _enable_global_fallback=True)
-
-
-def sqlite_pragmas() -> dict[str, object]:
-    """The pragmas of the open SQLite connection, to open a second one alike."""
-    from tortoise import connections
-
-    return dict(getattr(connections.get("sqlite"), "pragmas", {}))
+    await Tortoise.init(config=config, **init_options)
 
 
 async def close_database() -> None:

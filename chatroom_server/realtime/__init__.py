@@ -1,1 +1,1 @@
-"""Live delivery inside one process: connections with bounded queues, and the hub."""
+"""Live delivery inside one process: connections, the hub that routes to them, the relay."""

@@ -1,20 +1,19 @@
-"""One websocket connection as the hub sees it, and the bytes it is sent.
+"""One websocket connection as the hub sees it, and what it is sent.
 
-Fan-out never awaits a socket. A frame is encoded once, as the complete
-websocket frame a server sends (unmasked, so the same bytes for everyone), and
-written to every connection's transport without waiting: the transport buffers
-what the kernel does not take at once. A reader that falls so far behind that
-its buffer holds more than `queue_size` frames is closed (1008) instead of
-anyone waiting for it.
+Fan-out never awaits a socket. A room's frames are encoded once (by the
+`Encode` the web layer hands in: on the fast path the complete websocket frames
+a server sends, unmasked, so the same bytes for everyone) and written to every
+connection's transport without waiting: the transport buffers what the peer
+does not take at once. A reader that falls so far behind that more than
+`queue_size` frames wait for it is closed (1008) instead of anyone waiting.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from typing import Protocol
-
-from websockets.frames import Frame, Opcode
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from .. import metrics
 from ..domain import Identity, Room
@@ -29,22 +28,17 @@ CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL = 1011
 
 
-def wire_frame(text: str) -> bytes:
-    """`text` as one complete websocket text frame, as a server sends it."""
-    return Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
-
-
-def wire_frames(texts: list[str]) -> bytes:
-    """Several text frames back to back: one write instead of one per frame."""
-    return b"".join([wire_frame(text) for text in texts])
+# Text frames -> what a Transport writes in one go (opaque here; the web layer's).
+Encode = Callable[[Sequence[str]], Any]
 
 
 class Transport(Protocol):
     """What a connection needs of a websocket (the web layer adapts its own)."""
 
-    def write(self, data: bytes) -> int:
-        """Write complete frames without waiting; return the bytes still buffered.
+    def write(self, data: Any, frames: int) -> int:
+        """Write `frames` frames encoded as one `data`, without waiting.
 
+        Returns how many frames are still waiting to reach the peer (an estimate).
         Raises ConnectionError when the socket can no longer be written to.
         """
 
@@ -64,21 +58,30 @@ class Connection:
         "identity",
         "room",
         "queue_size",
+        "encode",
         "state",
         "close_code",
         "_held",
         "_replayed_up_to",
     )
 
-    def __init__(self, transport: Transport, identity: Identity, room: Room, queue_size: int):
+    def __init__(
+        self,
+        transport: Transport,
+        identity: Identity,
+        room: Room,
+        queue_size: int,
+        encode: Encode,
+    ) -> None:
         self.transport = transport
         self.identity = identity
         self.room = room
         self.queue_size = queue_size
+        self.encode = encode
         self.state = State.OPEN
         self.close_code: int | None = None
         # While a reconnecting client is replayed its backlog, live frames wait here.
-        self._held: list[tuple[bytes, int | None]] | None = None
+        self._held: list[tuple[Any, int | None]] | None = None
         # Messages up to this ID were sent as a replay: live copies are dropped,
         # including ones the broker hands over after the replay ended.
         self._replayed_up_to = 0
@@ -89,9 +92,9 @@ class Connection:
 
     def send(self, text: str, message_id: int | None = None) -> None:
         """Send one frame of this connection's own (an error, a resent echo)."""
-        self.deliver(wire_frame(text), message_id)
+        self.deliver(self.encode((text,)), message_id)
 
-    def deliver(self, data: bytes, message_id: int | None = None) -> None:
+    def deliver(self, data: Any, message_id: int | None = None) -> None:
         """Write one encoded frame (shared by the room); close the connection if it lags.
 
         A message a replay already covered is not sent twice.
@@ -108,7 +111,7 @@ class Connection:
             return
         self._write(data, 1)
 
-    def deliver_shared(self, data: bytes, first_id: int, frames: int) -> bool:
+    def deliver_shared(self, data: Any, first_id: int, frames: int) -> bool:
         """Write frames every connection of the room gets, starting at message `first_id`.
 
         Returns False, writing nothing, when this connection must take them one by
@@ -128,7 +131,7 @@ class Connection:
         """Send a backlog frame ahead of held live frames (a bounded burst, never too slow)."""
         if self.state is State.OPEN:
             try:
-                self.transport.write(wire_frame(text))
+                self.transport.write(self.encode((text,)), 1)
             except ConnectionError:
                 self.state = State.CLOSING
 
@@ -139,15 +142,14 @@ class Connection:
         for data, message_id in held:
             self.deliver(data, message_id)
 
-    def _write(self, data: bytes, frames: int) -> None:
+    def _write(self, data: Any, frames: int) -> None:
         try:
-            buffered = self.transport.write(data)
+            waiting = self.transport.write(data, frames)
         except ConnectionError:
             # The peer is gone; its handler notices on its next read.
             self.state = State.CLOSING
             return
-        # Frames waiting in the buffer, estimated from the size of these ones.
-        if buffered * frames > self.queue_size * len(data):
+        if waiting > self.queue_size:
             self._too_slow()
 
     def _too_slow(self) -> None:

@@ -9,30 +9,11 @@ import time
 from .. import metrics, protocol
 from ..domain import Message
 from ..errors import ChatError, InvalidMessage
-from ..services import messages as message_service
 from .connection import Connection
-from .hub import Hub
 from .ratelimit import TokenBucket
+from .relay import Relay
 
 log = logging.getLogger("chatroom_server.realtime")
-
-
-REPLAY_LIMIT = 1000
-
-
-async def recover(conn: Connection, since: int) -> None:
-    """Send what the room got after message `since`, then a `recovered` frame.
-
-    Call between conn.hold() and hub.join(conn)'s return: live frames wait while
-    the backlog is read, and those the backlog already had are dropped at release.
-    """
-    backlog = await message_service.after_id(conn.room, since, REPLAY_LIMIT + 1)
-    complete = len(backlog) <= REPLAY_LIMIT
-    backlog = backlog[:REPLAY_LIMIT]
-    for message in backlog:
-        conn.replay(protocol.message_frame(message))
-    conn.replay(protocol.recovered_frame(len(backlog), complete))
-    conn.release(backlog[-1].id if backlog else since)
 
 
 # Messages of one connection being stored at once. The next frame is read while
@@ -42,10 +23,10 @@ MAX_IN_FLIGHT = 64
 
 
 class Session:
-    __slots__ = ("hub", "conn", "bucket", "max_chars", "_in_flight")
+    __slots__ = ("relay", "conn", "bucket", "max_chars", "_in_flight")
 
-    def __init__(self, hub: Hub, conn: Connection, rate: float, burst: int, max_chars: int):
-        self.hub = hub
+    def __init__(self, relay: Relay, conn: Connection, rate: float, burst: int, max_chars: int):
+        self.relay = relay
         self.conn = conn
         self.bucket = TokenBucket(rate, burst)
         self.max_chars = max_chars
@@ -70,7 +51,7 @@ class Session:
         while len(self._in_flight) >= MAX_IN_FLIGHT:
             await asyncio.wait({self._in_flight[0]})
         try:
-            work = self.hub.post(
+            work = self.relay.post(
                 self.conn.room, self.conn.identity, incoming.text, incoming.client_message_id
             )
         except ChatError as exc:

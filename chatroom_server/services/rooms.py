@@ -7,10 +7,10 @@ from collections.abc import Iterable
 
 from tortoise import timezone
 
+from ..db.errors import storage_errors
 from ..db.models import RoomRow
 from ..domain import Room
 from ..errors import NotFound
-from ._storage import storage_errors
 
 log = logging.getLogger("chatroom_server.rooms")
 

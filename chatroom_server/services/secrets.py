@@ -6,8 +6,8 @@ import secrets
 
 from tortoise.exceptions import IntegrityError
 
+from ..db.errors import storage_errors
 from ..db.models import ServerSecret
-from ._storage import storage_errors
 
 JWT_SECRET = "jwt_secret"
 

@@ -6,11 +6,11 @@ import logging
 
 from tortoise.exceptions import IntegrityError
 
+from ..db.errors import storage_errors
 from ..db.models import UserRow
 from ..domain import User
 from ..errors import Conflict, RateLimited, Unauthorized
 from ..security import DummyHash, check_password, hash_password
-from ._storage import storage_errors
 from .throttle import LoginThrottle
 
 log = logging.getLogger("chatroom_server.users")

@@ -18,15 +18,14 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from .. import metrics
+from ..db.store import Draft, Stored
 from ..domain import Identity, Message, Room
 from ..errors import ChatError, StorageError
-from . import messages as message_service
-from .messages import Draft, Stored
 
 log = logging.getLogger("chatroom_server.storage")
 
 AfterCommit = Callable[[list[Message]], Awaitable[None]]
-# How a batch is stored: messages.store_batch, or SqliteBatches.store_batch.
+# How a batch is stored: the message store's store_batch (db/store.py).
 StoreBatch = Callable[[Sequence[Draft]], Awaitable[list[Stored]]]
 
 MAX_BATCH = 256
@@ -48,11 +47,11 @@ class MessageWriter:
     def __init__(
         self,
         after_commit: AfterCommit,
+        store: StoreBatch,
         max_batch: int = MAX_BATCH,
-        store: StoreBatch = message_service.store_batch,
     ) -> None:
         self._after_commit = after_commit
-        self.store = store  # may be swapped while idle, once the database is open
+        self.store = store
         self._max_batch = max_batch
         self._waiting: list[Waiting] = []
         self._task: asyncio.Task[None] | None = None

@@ -8,13 +8,14 @@ from typing import cast
 from sanic import Request, Sanic
 from sanic.config import Config
 
-from ..db.checkpoint import Checkpointer
+from ..db.store import MessageStore
 from ..domain import Identity
 from ..realtime.hub import Hub
+from ..realtime.relay import Relay
 from ..security import TokenService
-from ..services.sqlite_batches import SqliteBatches
 from ..services.users import UserService
 from ..settings import Settings
+from .internals import Wire
 from .keepalive import Keepalive
 
 
@@ -22,14 +23,13 @@ from .keepalive import Keepalive
 class Ctx:
     settings: Settings
     users: UserService
+    wire: Wire
+    store: MessageStore
     hub: Hub
+    relay: Relay
     keepalive: Keepalive
     # Set in before_server_start, once the secret is read from the database.
     tokens: TokenService = field(init=False)
-    # SQLite's WAL checkpoints, off the commit path (None for PostgreSQL).
-    checkpointer: Checkpointer | None = field(init=False, default=None)
-    # SQLite: the group commit's own connection and thread (None for PostgreSQL).
-    sqlite_batches: SqliteBatches | None = field(init=False, default=None)
 
 
 App = Sanic[Config, Ctx]

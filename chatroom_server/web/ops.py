@@ -44,7 +44,7 @@ async def readyz(request: Request) -> HTTPResponse:
     except Exception as exc:
         log.warning("readiness: database unreachable (%s)", type(exc).__name__)
         failing.append("database")
-    if not ctx_of(request).hub.broker.healthy:
+    if not ctx_of(request).relay.broker.healthy:
         failing.append("redis")
     if failing:
         return json({"status": "unavailable", "failing": failing}, status=503)

@@ -86,7 +86,9 @@ async def _rooms() -> HTTPResponse:
 async def room_messages(request: Request) -> HTTPResponse:
     body = protocol.parse_body(protocol.RoomMessagesRequest, request.body)
     room = await room_service.get_room(body.roomId)
-    page = await message_service.history(room, limit=message_service.HISTORY_DEFAULT)
+    page = await ctx_of(request).store.history(
+        room, before=None, after=None, limit=message_service.HISTORY_DEFAULT
+    )
     return json(protocol.legacy_history_json(page.messages))
 
 
@@ -113,7 +115,7 @@ async def messages(request: Request, room_id: int) -> HTTPResponse:
     after = protocol.query_int(args.get("after"), "after", 0, protocol.MAX_ID)
     limit = protocol.query_int(args.get("limit"), "limit", 1, message_service.HISTORY_MAX)
     room = await room_service.get_room(room_id)
-    page = await message_service.history(
+    page = await ctx_of(request).store.history(
         room, before=before, after=after, limit=limit or message_service.HISTORY_DEFAULT
     )
     return json(protocol.history_json(page))
@@ -128,4 +130,4 @@ async def messages(request: Request, room_id: int) -> HTTPResponse:
 )
 async def presence(request: Request, room_id: int) -> HTTPResponse:
     room = await room_service.get_room(room_id)
-    return json(protocol.presence_json(await ctx_of(request).hub.presence(room.id)))
+    return json(protocol.presence_json(await ctx_of(request).relay.presence(room.id)))

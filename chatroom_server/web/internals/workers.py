@@ -11,6 +11,10 @@ Two behaviours of Sanic's WorkerManager (25.12) need help:
 - WorkerManager.kill SIGKILLs each worker's process *group*, which is ours, and
   so also whatever started us (a supervisor, a test runner). We kill our
   workers by PID instead.
+
+Both replace methods of the manager and read its undocumented state. If a release
+lacks any of it (MANAGER_ATTRIBUTES), one warning names it and the manager runs
+unpatched: Sanic's own behaviour, with the two faults above.
 """
 
 from __future__ import annotations
@@ -27,6 +31,25 @@ from sanic.log import logger
 # How long a stop signal that arrives while workers start waits for them to serve.
 SERVING_WAIT = 10.0
 _HELD = (signal.SIGINT, signal.SIGTERM)
+MANAGER_ATTRIBUTES = (
+    "wait_for_ack",
+    "kill",
+    "shutdown_signal",
+    "worker_state",
+    "num_server",
+    "processes",
+)
+
+
+def missing_in_manager(manager: Any) -> list[str]:
+    missing = [f"WorkerManager.{name}" for name in MANAGER_ATTRIBUTES if not hasattr(manager, name)]
+    try:
+        from sanic.worker.constants import ProcessState
+
+        ProcessState.TERMINATED  # noqa: B018
+    except (ImportError, AttributeError):
+        missing.append("sanic.worker.constants.ProcessState.TERMINATED")
+    return missing
 
 
 def serve_with_manager(app: Any, loader: Any) -> None:
@@ -45,6 +68,15 @@ def serve_with_manager(app: Any, loader: Any) -> None:
 
     def patch_manager(app: Any) -> None:  # main_process_ready: manager exists, no worker yet
         manager = app.manager
+        missing = missing_in_manager(manager)
+        if missing:
+            logger.warning(
+                "Sanic WorkerManager internals missing (%s): running it unpatched",
+                ", ".join(missing),
+            )
+            if received:  # Sanic's own handlers are in place by now: let them have it
+                os.kill(os.getpid(), received[0])
+            return
         sanic_handlers = {signum: signal.signal(signum, remember) for signum in _HELD}
         wait_for_ack = manager.wait_for_ack
 

@@ -1,4 +1,4 @@
-"""Turning ORM failures into domain errors, in one place for every service."""
+"""Turning ORM and driver failures into domain errors, in one place for every store and service."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Group commits on SQLite in one trip to a thread: the writer's own connection.
+"""The message store on SQLite: group commits in one trip to a thread of their own.
 
 Through the ORM a commit is six trips to aiosqlite's thread and back (BEGIN,
 lock, insert, advance, read IDs, COMMIT), and each return must win the GIL from
@@ -9,8 +9,9 @@ owns a connection of its own: one hand-off there and one back per batch.
 SQLite lets one writer in at a time, whichever connection it uses: this one
 takes the write lock when the transaction begins (BEGIN IMMEDIATE), and waits
 out any other writer (the ORM's connection, the CLI) for the busy timeout.
-The plan of a batch (resends, seq numbers, gone rooms) is the same code as the
-ORM's way (messages.plan_batch), and so is every outcome.
+The plan of a batch (resends, seq numbers, gone rooms) comes from
+services.messages.plan_batch, as on PostgreSQL. Reads go through the ORM's
+connection (reads.py), and WAL checkpoints run off the commit path (checkpoint.py).
 """
 
 from __future__ import annotations
@@ -19,23 +20,18 @@ import asyncio
 import logging
 import re
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 from ..domain import Message
-from ..errors import StorageError
-from ._storage import UNAVAILABLE
-from .messages import (
-    ADVANCE_ROOM,
-    LOCK_ROOMS,
-    Draft,
-    OriginalKey,
-    Stored,
-    original_keys,
-    plan_batch,
-    room_ids_of,
-)
+from ..errors import ConfigError, StorageError
+from . import connection_url
+from .checkpoint import Checkpointer, sqlite_path
+from .errors import UNAVAILABLE
+from .reads import OrmReads
+from .store import Draft, OriginalKey, Planner, Stored, original_keys, room_ids_of
 
 log = logging.getLogger("chatroom_server.storage")
 
@@ -46,26 +42,44 @@ _INSERT = (
     "INSERT INTO messages (room_id, user_id, user_name, text, client_message_id, seq, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
-_ADVANCE = ADVANCE_ROOM.format(seq="?", room="?")
+_LOCK_ROOMS = "SELECT id, last_seq FROM rooms WHERE id IN ({rooms}) AND deleted_at IS NULL"
+_ADVANCE = "UPDATE rooms SET last_seq = ? WHERE id = ?"
 _ORIGINAL_COLUMNS = "id, room_id, user_id, user_name, text, created_at, client_message_id, seq"
 
 
-class SqliteBatches:
-    """Stores batches of drafts (see messages.store_batch) on a SQLite file."""
+def pragmas_of(database_url: str) -> dict[str, str]:
+    """The pragmas the server's SQLite connections use: ours, and any the URL sets."""
+    query = connection_url(database_url, background_checkpoints=True).partition("?")[2]
+    return dict(parse_qsl(query))
 
-    def __init__(self, path: str) -> None:
+
+class SqliteStore(OrmReads):
+    """The MessageStore (store.py) of a SQLite file."""
+
+    def __init__(self, database_url: str, plan: Planner) -> None:
+        path = sqlite_path(database_url)
+        if path is None:
+            raise ConfigError(
+                "An in-memory SQLite database cannot be shared by the server's"
+                " connections; give it a file, e.g. sqlite://chatroom.sqlite3."
+            )
         self.path = path
+        self.pragmas = pragmas_of(database_url)
+        self.plan = plan
+        self.checkpointer = Checkpointer(path)
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def open(self, pragmas: Mapping[str, object]) -> None:
+    async def open(self) -> None:
         """Connect, with the same pragmas as the ORM's connection (WAL and the rest)."""
         self._loop = asyncio.get_running_loop()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
-        await self._loop.run_in_executor(self._executor, self._connect, dict(pragmas))
+        await self._loop.run_in_executor(self._executor, self._connect, self.pragmas)
+        self.checkpointer.start()
 
     async def close(self) -> None:
+        await self.checkpointer.stop()
         if self._executor is None or self._loop is None:
             return
         await self._loop.run_in_executor(self._executor, self._disconnect)
@@ -73,7 +87,7 @@ class SqliteBatches:
         self._executor = None
 
     async def store_batch(self, drafts: Sequence[Draft]) -> list[Stored]:
-        """messages.store_batch, in one transaction on this connection."""
+        """MessageStore.store_batch, in one transaction on this connection."""
         if self._executor is None or self._loop is None:
             raise StorageError(UNAVAILABLE)
         try:
@@ -96,7 +110,7 @@ class SqliteBatches:
         assert self._conn is not None
         return self._conn.execute(f"PRAGMA {name}").fetchone()[0]
 
-    def _connect(self, pragmas: dict[str, object]) -> None:
+    def _connect(self, pragmas: dict[str, str]) -> None:
         # isolation_level=None: we say BEGIN and COMMIT ourselves.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         for name, value in pragmas.items():
@@ -116,9 +130,10 @@ class SqliteBatches:
         conn.execute("BEGIN IMMEDIATE")
         try:
             room_ids = room_ids_of(drafts)
-            lock = LOCK_ROOMS.format(rooms=", ".join("?" * len(room_ids)), lock="")
+            # No row locks in SQLite: BEGIN IMMEDIATE already excludes every other writer.
+            lock = _LOCK_ROOMS.format(rooms=", ".join("?" * len(room_ids)))
             last = dict(conn.execute(lock, room_ids).fetchall())
-            plan = plan_batch(drafts, last, _originals(conn, drafts), datetime.now(UTC))
+            plan = self.plan(drafts, last, _originals(conn, drafts), datetime.now(UTC))
             for row in plan.rows:
                 cursor = conn.execute(
                     _INSERT,

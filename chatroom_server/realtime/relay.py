@@ -1,0 +1,300 @@
+"""The relay: the one road a message takes, between the store, the broker and the hub.
+
+    post:    writer (group commit in the store) -> protocol encode once -> broker.publish
+    deliver: broker -> protocol.parse_bus -> the room's sequencer -> hub.push
+
+It also keeps this process's rooms subscribed while they have local connections,
+announces joins and leaves through presence, replays a reconnecting client's
+backlog, and closes the sockets of rooms deleted elsewhere. Everything it talks
+to is handed in by create_app: the hub, the message store, the broker (made
+from the relay's own callbacks) and presence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from .. import protocol
+from ..db.store import MessageStore
+from ..domain import Identity, Message, Presence, Room
+from ..errors import StorageError
+from ..pubsub import Broker, BrokerUnavailable, Deliver, Resync
+from ..pubsub.presence import Entry, PresenceStore
+from ..services.writer import MessageWriter
+from .connection import CLOSE_GOING_AWAY, CLOSE_INTERNAL, Connection
+from .hub import Hub
+from .sequencer import BACKFILL_BATCH, Sequencer
+
+log = logging.getLogger("chatroom_server.realtime")
+
+MakeBroker = Callable[[Deliver, Resync], Broker]
+DeletedAmong = Callable[[Iterable[int]], Awaitable[set[int]]]
+
+# A reconnecting client is replayed at most this many messages, then told to
+# page through the history API for the rest.
+REPLAY_LIMIT = 1000
+
+
+class Relay:
+    def __init__(
+        self,
+        hub: Hub,
+        store: MessageStore,
+        make_broker: MakeBroker,
+        presence: PresenceStore,
+        deleted_among: DeletedAmong,
+        room_check_interval: float,
+        presence_ttl: float = 30.0,
+    ) -> None:
+        self.hub = hub
+        self.store = store
+        self.broker = make_broker(self.deliver, self.resync)
+        self.presence_store = presence
+        self.writer = MessageWriter(self._publish, store.store_batch)
+        self._deleted_among = deleted_among
+        self.room_check_interval = room_check_interval
+        self.presence_ttl = presence_ttl
+        self._sequencers: dict[int, Sequencer] = {}
+        self._joining: dict[Connection, asyncio.Future[None]] = {}
+        self._writes: set[asyncio.Future[tuple[Message, bool]]] = set()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        self._tasks = [
+            asyncio.create_task(self._watch_deleted_rooms(), name="room-watcher"),
+            asyncio.create_task(self._refresh_presence(), name="presence-refresh"),
+        ]
+
+    async def stop(self) -> None:
+        """Close every connection with 1001 (shutting down) and disconnect the broker."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        self._tasks = []
+        conns = self.hub.all_connections()
+        self.hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
+        if self._writes:
+            # Messages being stored now finish (committed, or their sender was told).
+            await asyncio.wait(set(self._writes), timeout=10)
+        for conn in conns:
+            # The handlers may not get to run again before the loop stops.
+            with contextlib.suppress(Exception):
+                await self.presence_store.remove(self._entry(conn))
+        for sequencer in self._sequencers.values():
+            sequencer.close()
+        await self.presence_store.close()
+        await self.broker.disconnect()
+
+    # ------------------------------------------------------------------ membership
+
+    async def presence(self, room_id: int) -> Presence:
+        """Users connected to the room and open connections, on every host."""
+        return await self.presence_store.list(room_id)
+
+    @staticmethod
+    def _entry(conn: Connection) -> Entry:
+        return Entry(conn.room.id, conn.user_id, conn.identity.user_name, str(id(conn)))
+
+    async def join(self, conn: Connection) -> None:
+        """Add a connection to its room (subscribing the process on its first one).
+
+        Membership changes run to the end even if the caller is cancelled (Sanic
+        cancels a handler whose client went away): a room left half-opened would
+        hold every later message back.
+        """
+        task = asyncio.ensure_future(self._join(conn))
+        self._joining[conn] = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._joining.pop(conn, None)
+
+    async def _join(self, conn: Connection) -> None:
+        room = conn.room
+        # In the room before any await, so that nobody else's leave closes it meanwhile.
+        if self.hub.add(conn):
+            sequencer = self._open_room(room)
+            try:
+                # Subscribe first, then read where the room is: nothing falls in between.
+                try:
+                    await self.broker.subscribe(room.id)
+                except Exception:
+                    # The broker keeps the room wanted and subscribes it when it is back,
+                    # then resyncs: the room works locally meanwhile.
+                    log.warning("could not subscribe room %s yet", room.id, exc_info=True)
+                sequencer.start(await self.store.last_seq(room.id))
+            except Exception:
+                log.exception("could not open room %s", room.id)
+                for other in self.hub.connections(room.id):
+                    other.close(CLOSE_INTERNAL, "internal error")
+                await self._drop(conn)
+                raise
+        try:
+            first = await self.presence_store.add(self._entry(conn))
+        except BrokerUnavailable:
+            first = False  # presence is best effort; messages are not
+        if first:
+            await self._announce("join", room, conn.identity)
+
+    def _open_room(self, room: Room) -> Sequencer:
+        store, hub, room_id = self.store, self.hub, room.id
+
+        async def fetch(after_seq: int) -> list[tuple[Message, str]]:
+            found = await store.after_seq(room, after_seq, BACKFILL_BATCH)
+            return [(m, protocol.message_frame(m)) for m in found]
+
+        sequencer = Sequencer(lambda mid, frame: hub.push(room_id, mid, frame), fetch)
+        self._sequencers[room_id] = sequencer
+        return sequencer
+
+    async def leave(self, conn: Connection) -> None:
+        """Remove a connection (after its join, if that is still running); idempotent."""
+        pending = self._joining.pop(conn, None)
+        if pending is not None:
+            await asyncio.wait({pending})
+        await asyncio.shield(asyncio.ensure_future(self._leave(conn)))
+
+    async def _leave(self, conn: Connection) -> None:
+        try:
+            if not await self._drop(conn):
+                return
+            try:
+                last = await self.presence_store.remove(self._entry(conn))
+            except BrokerUnavailable:
+                last = False
+            if last and not self._stopping:
+                await self._announce("leave", conn.room, conn.identity)
+        except Exception:
+            # Nobody awaits a leave whose handler was cancelled: report it here. During
+            # shutdown Redis may already be closed; stop() cleaned presence up.
+            if not self._stopping:
+                log.warning("leaving room %s failed", conn.room.id, exc_info=True)
+
+    async def _drop(self, conn: Connection) -> bool:
+        """Take the connection out of the hub; close the room here when it was the last."""
+        removed, closed = self.hub.remove(conn)
+        if closed:
+            room_id = conn.room.id
+            sequencer = self._sequencers.pop(room_id, None)
+            if sequencer is not None:
+                sequencer.close()
+            if not self._stopping:
+                await self.broker.unsubscribe(room_id)
+        return removed
+
+    async def _announce(self, event: str, room: Room, who: Identity) -> None:
+        payload = protocol.bus_presence(
+            protocol.presence_frame(event, room, who.user_id, who.user_name)
+        )
+        try:
+            await self.broker.publish(room.id, payload)
+        except BrokerUnavailable:
+            self.deliver(room.id, payload)  # at least this process hears it
+
+    # ------------------------------------------------------------------ messages
+
+    def post(
+        self, room: Room, author: Identity, text: str, client_message_id: str | None = None
+    ) -> asyncio.Future[tuple[Message, bool]]:
+        """Store the message (committed), then publish it once to every process.
+
+        The future resolves to the message and whether it was a resend of one
+        already stored (which is not published again). Messages are stored and
+        published in the order posted. The write goes on even if the sender's
+        handler is cancelled (its client went away): a message is either stored
+        and delivered, or it failed.
+        """
+        if self._stopping:
+            raise StorageError("The server is shutting down; the message was not stored.")
+        work = self.writer.submit(room, author, text, client_message_id)
+        self._writes.add(work)
+        work.add_done_callback(self._writes.discard)
+        return work
+
+    async def _publish(self, messages: list[Message]) -> None:
+        """After a commit, in commit order: every process's relay gets each new message."""
+        items = [(m.room_id, protocol.bus_message(m, protocol.message_frame(m))) for m in messages]
+        try:
+            await self.broker.publish_many(items)
+            heard = self.broker.healthy
+        except BrokerUnavailable:
+            heard = False
+        if not heard:
+            # Stored is stored: deliver here now (the sequencer drops the echo if one
+            # comes); other hosts back-fill them by seq.
+            for room_id, payload in items:
+                self.deliver(room_id, payload)
+
+    def deliver(self, room_id: int, payload: str) -> None:
+        """Broker callback: put the payload's frame in line for the room's connections."""
+        sequencer = self._sequencers.get(room_id)
+        if sequencer is None:
+            return
+        try:
+            item = protocol.parse_bus(payload)
+        except ValueError:
+            log.warning("ignoring a malformed bus payload for room %s", room_id)
+            return
+        if item.seq is None or item.message_id is None:
+            self.hub.push(room_id, None, item.frame)
+        else:
+            sequencer.offer(item.seq, item.message_id, item.frame)
+
+    async def resync(self) -> None:
+        """The broker may have dropped payloads: let every room look in the database."""
+        for sequencer in list(self._sequencers.values()):
+            sequencer.resync()
+
+    async def recover(self, conn: Connection, since: int) -> None:
+        """Send what the room got after message `since`, then a `recovered` frame.
+
+        Call between conn.hold() and join(conn)'s return: live frames wait while
+        the backlog is read, and those the backlog already had are dropped at release.
+        """
+        backlog = await self.store.after_id(conn.room, since, REPLAY_LIMIT + 1)
+        complete = len(backlog) <= REPLAY_LIMIT
+        backlog = backlog[:REPLAY_LIMIT]
+        for message in backlog:
+            conn.replay(protocol.message_frame(message))
+        conn.replay(protocol.recovered_frame(len(backlog), complete))
+        conn.release(backlog[-1].id if backlog else since)
+
+    # ------------------------------------------------------------------ background
+
+    async def _refresh_presence(self) -> None:
+        # Push this host's entries' expiry forward well before they lapse.
+        while True:
+            await asyncio.sleep(self.presence_ttl / 3)
+            entries = [self._entry(c) for c in self.hub.all_connections()]
+            if not entries:
+                continue
+            try:
+                await self.presence_store.refresh(entries)
+            except BrokerUnavailable:
+                log.warning("could not refresh presence")
+
+    async def _watch_deleted_rooms(self) -> None:
+        # Rooms are deleted by the admin CLI, another process: look for them here.
+        while True:
+            await asyncio.sleep(self.room_check_interval)
+            rooms = self.hub.rooms()
+            if not rooms:
+                continue
+            try:
+                deleted = await self._deleted_among(rooms)
+            except Exception:
+                log.warning("could not check for deleted rooms", exc_info=True)
+                continue
+            for room_id in deleted:
+                log.info("closing connections of deleted room %s", room_id)
+                self.hub.close_room(room_id, CLOSE_GOING_AWAY, "room deleted")

@@ -1,0 +1,91 @@
+"""The one adapter for framework internals: every private or undocumented part of
+Sanic, websockets and Tortoise that the server uses is reached from this package.
+
+- fast.py: the websocket road through Sanic's and websockets' internals, each use
+  with what it buys; inbox.py: Sanic's frame assembler replaced.
+- public.py: the same road on Sanic's documented API only, slower but correct.
+- workers.py: two fixes to Sanic's WorkerManager (several worker processes).
+- orm.py: Tortoise's global context fallback, for Sanic's request tasks.
+
+At start-up `choose_wire` checks that everything the fast path needs is there
+(checks.py). If something is missing (a new release), one warning names it and
+the server runs on the public API instead; CHATROOM_INTERNALS=off forces that.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ...realtime.connection import Connection, Transport
+from .checks import missing_for_fast_path
+
+if TYPE_CHECKING:
+    from sanic.server.websockets.impl import WebsocketImplProtocol
+
+log = logging.getLogger("chatroom_server.web")
+
+
+class Reader(Protocol):
+    async def get(self) -> str | bytes | None:
+        """The next message; None once the server closed the connection.
+
+        Raises CancelledError when the client closes, as Sanic's recv() does.
+        """
+
+    def close(self) -> None:
+        """The handler is done with the socket."""
+
+
+class Pings(Protocol):
+    def add(self, conn: Connection, ws: WebsocketImplProtocol) -> None: ...
+
+    def discard(self, conn: Connection) -> None: ...
+
+    def ping_all(self, round_number: int) -> None: ...
+
+
+class Wire(Protocol):
+    """How websockets are written, read and pinged: the fast path or the public one."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def pings(self) -> Pings | None:
+        """Our own shared pings; None: Sanic's per-socket keep-alive does it."""
+
+    def encode(self, texts: Sequence[str]) -> Any: ...
+
+    def transport(self, ws: WebsocketImplProtocol) -> Transport: ...
+
+    def reader(
+        self, ws: WebsocketImplProtocol, transport: Any, on_bad_text: Callable[[], None]
+    ) -> Reader: ...
+
+    def after_upgrade(self, ws: WebsocketImplProtocol) -> None: ...
+
+
+def choose_wire(internals: str) -> Wire:
+    """The fast path when allowed ("auto") and everything it needs is there."""
+    if internals == "off":
+        log.info("websockets use Sanic's public API (CHATROOM_INTERNALS=off)")
+        return _public()
+    missing = missing_for_fast_path()
+    if missing:
+        log.warning(
+            "Sanic/websockets internals missing (%s): websockets use Sanic's public API "
+            "instead, which is slower; pin the versions in pyproject.toml to get them back",
+            ", ".join(missing),
+        )
+        return _public()
+    from .fast import FastWire
+
+    return FastWire()
+
+
+def _public() -> Wire:
+    from .public import PublicWire
+
+    return PublicWire()
