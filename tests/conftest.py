@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,6 +29,8 @@ from chatroom_server.db import apply_migrations
 from chatroom_server.settings import Settings
 
 Sanic.test_mode = True  # several apps per process, one after the other
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 
 PG_ADMIN_DSN = os.environ.get("CHATROOM_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("CHATROOM_REQUIRE_SERVICES") == "1"

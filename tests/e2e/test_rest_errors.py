@@ -26,7 +26,7 @@ from chatroom_server.domain import Identity
 from chatroom_server.services import rooms as room_service
 from chatroom_server.services.messages import store_message
 
-from .conftest import ChatServer, auth, claims_for
+from ..conftest import ChatServer, auth, claims_for
 
 # The server's JWT secret, set through the `server_settings` fixture so that tests can
 # forge expired or wrongly-signed tokens with the very key the server uses.

@@ -16,9 +16,9 @@ import pytest
 
 from chatroom_server.db import apply_migrations
 
-from .conftest import REQUIRE_SERVICES, ChatServer
+from ..conftest import REQUIRE_SERVICES, ROOT, ChatServer
 
-SOURCE = Path(__file__).resolve().parent.parent / "benchmarks" / "loadgen" / "fanout.c"
+SOURCE = ROOT / "benchmarks" / "loadgen" / "fanout.c"
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import re
 import pytest
 from websockets.asyncio.client import connect
 
-from .conftest import ChatServer, auth, recv_event, recv_json
+from ..conftest import ChatServer, auth, recv_event, recv_json
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -17,7 +17,7 @@ from chatroom_server.services import rooms as room_service
 from chatroom_server.services.messages import Draft
 from chatroom_server.services.writer import AfterCommit, MessageWriter, StoreBatch
 
-from .conftest import ChatServer, auth, eventually, recv_event, recv_json
+from ..conftest import ChatServer, auth, eventually, recv_event, recv_json
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -11,7 +11,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import ChatServer, recv_event, recv_json
+from ...conftest import ChatServer, recv_event, recv_json
 
 ERROR_CODES = {"invalid_json", "invalid_message", "message_too_long", "wrong_room", "rate_limited"}
 # 1007: a text frame that is not UTF-8 (the protocol's own answer); 1009: too big.

@@ -14,7 +14,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from .conftest import (
+from ..conftest import (
     SHARED_REDIS,
     TIMEOUT,
     auth,
@@ -23,7 +23,7 @@ from .conftest import (
     redis_answers,
     service_missing,
 )
-from .test_broker import PrivateRedis, private_redis  # noqa: F401
+from ..contract.test_broker import PrivateRedis, private_redis  # noqa: F401
 from .test_serve_process import ServeProcess
 
 PRESENCE_TTL = 2

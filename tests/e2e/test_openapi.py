@@ -18,7 +18,7 @@ from chatroom_server import protocol
 from chatroom_server.db import apply_migrations
 from chatroom_server.domain import HistoryPage, Message, Presence, Room, User
 
-from .conftest import ChatServer, auth
+from ..conftest import ChatServer, auth
 
 DOC = "/docs/openapi.json"
 

@@ -20,7 +20,7 @@ from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
 from chatroom_server.db import apply_migrations
 
-from .conftest import ChatServer, service_missing
+from ..conftest import ROOT, ChatServer, service_missing
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,7 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("CHATROOM_ARTIFACTS", ROOT / "tmp" / "artifacts"))
 XSS = "<img src=x onerror=alert(1)>"
 

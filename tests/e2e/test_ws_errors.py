@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 from chatroom_server.realtime.connection import Connection, State
 from chatroom_server.services import rooms as room_service
 
-from .conftest import (
+from ..conftest import (
     TIMEOUT,
     ChatServer,
     auth,

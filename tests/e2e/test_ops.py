@@ -11,7 +11,7 @@ import pytest
 
 from chatroom_server.db import apply_migrations
 
-from .conftest import (
+from ..conftest import (
     ChatServer,
     _pg_admin,
     auth,

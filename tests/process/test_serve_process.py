@@ -17,7 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import TIMEOUT, auth, close_code, free_port, recv_event
+from ..conftest import TIMEOUT, auth, close_code, free_port, recv_event
 
 
 class ServeProcess:
