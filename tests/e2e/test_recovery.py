@@ -19,11 +19,8 @@ from chatroom_server.services.writer import AfterCommit, MessageWriter, StoreBat
 
 from ..conftest import ChatServer, auth, eventually, recv_event, recv_json
 
-
-@pytest.fixture(params=["memory", "redis"])
-def broker(request: pytest.FixtureRequest) -> str:
-    """Everything here runs with the in-process broker and with Redis."""
-    return str(request.param)
+# Everything here runs with the in-process broker and with Redis.
+pytestmark = pytest.mark.every_broker
 
 
 @pytest.fixture

@@ -35,11 +35,8 @@ from ..conftest import (
     start_server,
 )
 
-
-@pytest.fixture(params=["memory", "redis"])
-def broker(request: pytest.FixtureRequest) -> str:
-    """Everything here runs with the in-process broker and with Redis."""
-    return str(request.param)
+# Everything here runs with the in-process broker and with Redis.
+pytestmark = pytest.mark.every_broker
 
 
 PATHS = ("/ws", "/v1/ws")

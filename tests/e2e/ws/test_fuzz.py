@@ -18,13 +18,7 @@ ERROR_CODES = {"invalid_json", "invalid_message", "message_too_long", "wrong_roo
 CLOSE_CODES = {1007, 1009}
 
 
-@pytest.fixture(params=["sqlite"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    from chatroom_server.db import apply_migrations
-
-    url = f"sqlite://{tmp_path / 'fuzz.sqlite3'}"
-    await apply_migrations(url)
-    return url
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture
