@@ -8,13 +8,11 @@ every answer of the real server against it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from chatroom_server import protocol
-from chatroom_server.db import apply_migrations
 
 from ..conftest import ChatServer, auth
 
@@ -71,12 +69,8 @@ ROUTES: dict[tuple[str, str], tuple[Any, type, set[int], bool]] = {
 }
 
 
-@pytest.fixture
-async def database_url(tmp_path: Any) -> AsyncIterator[str]:
-    """SQLite only here: the document and the fuzzing do not depend on the database."""
-    url = f"sqlite://{tmp_path / 'chat.sqlite3'}"
-    await apply_migrations(url)
-    yield url
+# SQLite only here: the document and the fuzzing do not depend on the database.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def resolve(doc: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
