@@ -27,6 +27,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from chatroom_server.app import create_app
 from chatroom_server.db import apply_migrations
+from chatroom_server.domain import Identity
 from chatroom_server.settings import Settings
 
 Sanic.test_mode = True  # several apps per process, one after the other
@@ -134,6 +135,11 @@ def claims_for(user: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
+
+
+def identity(user: dict[str, Any]) -> Identity:
+    """The identity a token of `user` (as the REST API shows it) carries."""
+    return Identity(user["ID"], user["UserName"], user["Email"], int(time.time()) + 3600)
 
 
 class ChatServer:
