@@ -22,13 +22,7 @@ from redis.asyncio import Redis
 from chatroom_server.pubsub import Broker, BrokerUnavailable, make_broker
 from chatroom_server.pubsub.redis import RedisBroker
 
-from ..conftest import (
-    BROKERS,
-    SHARED_REDIS,
-    PrivateRedis,
-    redis_answers,
-    service_missing,
-)
+from ..conftest import BROKERS, SHARED_REDIS, PrivateRedis, redis_answers, service_missing
 
 WAIT = 5.0
 LOGGER = "chatroom_server.pubsub"

@@ -5,13 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...conftest import ChatServer, auth
-from .conftest import (
-    ROOM_MESSAGES,
-    ROOMS,
-    Soft,
-    assert_error,
-    seed_messages,
-)
+from .conftest import ROOM_MESSAGES, ROOMS, Soft, assert_error, seed_messages
 
 # --------------------------------------------------------------------------- history
 
