@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,9 +27,12 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from chatroom_server.app import create_app
 from chatroom_server.db import apply_migrations
+from chatroom_server.domain import Identity
 from chatroom_server.settings import Settings
 
 Sanic.test_mode = True  # several apps per process, one after the other
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 
 PG_ADMIN_DSN = os.environ.get("CHATROOM_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
 REQUIRE_SERVICES = os.environ.get("CHATROOM_REQUIRE_SERVICES") == "1"
@@ -132,6 +137,11 @@ def claims_for(user: dict[str, Any], **overrides: Any) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
+def identity(user: dict[str, Any]) -> Identity:
+    """The identity a token of `user` (as the REST API shows it) carries."""
+    return Identity(user["ID"], user["UserName"], user["Email"], int(time.time()) + 3600)
+
+
 class ChatServer:
     """A running app and helpers to talk to it like a client would."""
 
@@ -215,11 +225,29 @@ def server_settings() -> dict[str, Any]:
 SHARED_REDIS = os.environ.get("CHATROOM_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
 
+# Every broker backend: the broker contract runs on each, and so does every test that
+# starts a server in a module (or class) marked `pytest.mark.every_broker`.
+BROKERS = ("memory", "redis")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "every_broker: run each test that starts a server once per broker (memory, redis)",
+    )
+
+
+@pytest.hookimpl(trylast=True)  # after the fixtures' own params: ids stay [sqlite-memory]
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "broker" in metafunc.fixturenames and metafunc.definition.get_closest_marker("every_broker"):
+        metafunc.parametrize("broker", BROKERS, indirect=True)
+
+
 @pytest.fixture
-def broker() -> str:
-    """Which broker the `server` fixture uses. Broker-dependent modules override this
-    with `params=["memory", "redis"]` so that they run against both."""
-    return "memory"
+def broker(request: pytest.FixtureRequest) -> str:
+    """Which broker the `server` fixture uses: the in-process one, or each of BROKERS in
+    turn where the test is marked `every_broker` (`pytestmark = pytest.mark.every_broker`)."""
+    return str(getattr(request, "param", "memory"))
 
 
 async def redis_answers(url: str) -> bool:
@@ -232,6 +260,56 @@ async def redis_answers(url: str) -> bool:
         return False
     finally:
         await client.aclose()
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, on a free port, that the test may kill."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout: float = 5.0) -> None:
+        self._proc = await asyncio.create_subprocess_exec(
+            "redis-server",
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while not await redis_answers(self.url):
+            assert self._proc.returncode is None, "redis-server exited at start"
+            assert time.monotonic() < deadline, "redis-server did not answer PING"
+            await asyncio.sleep(0.02)
+
+    async def kill(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+            await self._proc.wait()
+        self._proc = None
+
+
+@pytest.fixture
+async def private_redis() -> AsyncIterator[PrivateRedis]:
+    """For Redis fault tests (the broker's, several hosts'): a Redis the test may kill."""
+    if shutil.which("redis-server") is None:
+        service_missing("redis-server (the executable)")
+    server = PrivateRedis()
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.kill()
 
 
 @pytest.fixture
@@ -289,9 +367,15 @@ async def close_code(ws: ClientConnection, timeout: float = TIMEOUT) -> int | No
 
 
 async def eventually(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = TIMEOUT
+    condition: Callable[[], bool | Awaitable[bool]],
+    what: str,
+    timeout: float = TIMEOUT,
+    interval: float = 0.01,
 ) -> None:
-    """Poll a server-side condition that has no event to wait on, with a deadline."""
+    """Poll a server-side condition that has no event to wait on, with a deadline.
+
+    `condition` may be a coroutine function (e.g. one asking an HTTP endpoint; poll
+    those with a longer `interval`)."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -301,4 +385,4 @@ async def eventually(
             return
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for: {what}")
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(interval)

@@ -11,20 +11,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import ChatServer, recv_event, recv_json
+from ...conftest import ChatServer, recv_event, recv_json
 
 ERROR_CODES = {"invalid_json", "invalid_message", "message_too_long", "wrong_room", "rate_limited"}
 # 1007: a text frame that is not UTF-8 (the protocol's own answer); 1009: too big.
 CLOSE_CODES = {1007, 1009}
 
 
-@pytest.fixture(params=["sqlite"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    from chatroom_server.db import apply_migrations
-
-    url = f"sqlite://{tmp_path / 'fuzz.sqlite3'}"
-    await apply_migrations(url)
-    return url
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture

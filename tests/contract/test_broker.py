@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +22,7 @@ from redis.asyncio import Redis
 from chatroom_server.pubsub import Broker, BrokerUnavailable, make_broker
 from chatroom_server.pubsub.redis import RedisBroker
 
-from .conftest import SHARED_REDIS, free_port, redis_answers, service_missing
+from ..conftest import BROKERS, SHARED_REDIS, PrivateRedis, redis_answers, service_missing
 
 WAIT = 5.0
 LOGGER = "chatroom_server.pubsub"
@@ -104,7 +103,7 @@ async def broker_factory(backend: str) -> AsyncIterator[BrokerFactory]:
             await broker.disconnect()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=BROKERS)
 async def new_broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerFactory]:
     async with broker_factory(request.param) as factory:
         yield factory
@@ -242,55 +241,6 @@ def test_make_broker_picks_redis_by_scheme() -> None:
 
 
 # ---------------------------------------------------------------------- faults
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, on a free port, that the test may kill."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self._proc = await asyncio.create_subprocess_exec(
-            "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + WAIT
-        while not await redis_answers(self.url):
-            assert self._proc.returncode is None, "redis-server exited at start"
-            assert time.monotonic() < deadline, "redis-server did not answer PING"
-            await asyncio.sleep(0.02)
-
-    async def kill(self) -> None:
-        if self._proc is not None and self._proc.returncode is None:
-            self._proc.kill()
-            await self._proc.wait()
-        self._proc = None
-
-
-@pytest.fixture
-async def private_redis() -> AsyncIterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        service_missing("redis-server (the executable)")
-    server = PrivateRedis()
-    try:
-        await server.start()
-        yield server
-    finally:
-        await server.kill()
 
 
 def fault_broker(url: str, rec: Recorder, resyncs: Resyncs, **kwargs: Any) -> RedisBroker:

@@ -14,18 +14,12 @@ from typing import Any
 
 import pytest
 
-from chatroom_server.db import apply_migrations
+from ..conftest import REQUIRE_SERVICES, ROOT, ChatServer
 
-from .conftest import REQUIRE_SERVICES, ChatServer
-
-SOURCE = Path(__file__).resolve().parent.parent / "benchmarks" / "loadgen" / "fanout.c"
+SOURCE = ROOT / "benchmarks" / "loadgen" / "fanout.c"
 
 
-@pytest.fixture
-async def database_url(tmp_path: Path) -> str:
-    url = f"sqlite://{tmp_path / 'bench.sqlite3'}"
-    await apply_migrations(url)
-    return url
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture

@@ -18,9 +18,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
-from chatroom_server.db import apply_migrations
-
-from .conftest import ChatServer, service_missing
+from ..conftest import ROOT, ChatServer, service_missing
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -32,19 +30,14 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("CHATROOM_ARTIFACTS", ROOT / "tmp" / "artifacts"))
 XSS = "<img src=x onerror=alert(1)>"
 
 expect.set_options(timeout=10_000)
 
 
-@pytest.fixture(params=["sqlite"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """The browser tests only need SQLite."""
-    url = f"sqlite://{tmp_path / 'chat.sqlite3'}"
-    await apply_migrations(url)
-    yield url
+# The browser tests only need SQLite.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from tortoise.migrations.api import migrate
 
 from chatroom_server.db import apply_migrations, pending_migrations, tortoise_config
 
-from .conftest import fresh_pg_database
+from ..conftest import fresh_pg_database
 
 SEED = (
     "INSERT INTO rooms (name, created_at, updated_at) VALUES "

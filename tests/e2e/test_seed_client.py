@@ -8,13 +8,10 @@ import re
 import pytest
 from websockets.asyncio.client import connect
 
-from .conftest import ChatServer, auth, recv_event, recv_json
+from ..conftest import ChatServer, auth, recv_event, recv_json
 
-
-@pytest.fixture(params=["memory", "redis"])
-def broker(request: pytest.FixtureRequest) -> str:
-    """Everything here runs with the in-process broker and with Redis."""
-    return str(request.param)
+# Everything here runs with the in-process broker and with Redis.
+pytestmark = pytest.mark.every_broker
 
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

@@ -11,7 +11,7 @@ import pytest
 
 from chatroom_server.db import apply_migrations
 
-from .conftest import (
+from ..conftest import (
     ChatServer,
     _pg_admin,
     auth,
@@ -89,13 +89,8 @@ class TestGroupCommit:
         assert metric(text, count) - metric(before, count) < 60, "every message had its own commit"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 class TestSqliteCheckpoints:
-    @pytest.fixture
-    async def database_url(self, tmp_path: Any) -> str:
-        url = f"sqlite://{tmp_path / 'wal.sqlite3'}"
-        await apply_migrations(url)
-        return url
-
     @pytest.fixture
     def server_settings(self) -> dict[str, Any]:
         return {"ws_rate": 1000.0, "ws_burst": 1000}

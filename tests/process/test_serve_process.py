@@ -3,83 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from .conftest import TIMEOUT, auth, close_code, free_port, recv_event
-
-
-class ServeProcess:
-    def __init__(
-        self, database_url: str, cwd: Path, *extra: str, env: dict[str, str] | None = None
-    ) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "CHATROOM_BCRYPT_ROUNDS": "4", **(env or {})}
-        env.pop("CHATROOM_JWT_SECRET", None)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chatroom_server",
-                "serve",
-                "--port",
-                str(self.port),
-                "--database-url",
-                database_url,
-                *extra,
-            ],
-            cwd=cwd,
-            env=env,
-            # Its own process group, so that cleanup can take its workers down with it.
-            start_new_session=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    async def ready(self) -> None:
-        """Wait until /healthz answers (or the process dies)."""
-        async with httpx.AsyncClient(base_url=self.base, timeout=1) as client:
-            for _ in range(200):
-                if self.proc.poll() is not None:
-                    raise AssertionError(f"serve exited early:\n{self.output()}")
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    await asyncio.sleep(0.05)  # nothing to wait on but the port opening
-        raise AssertionError("serve did not become ready")
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"serve did not stop on SIGTERM:\n{self.output()}") from None
-
-    def kill(self) -> None:
-        """SIGKILL the server and every process it started (workers, helpers)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-
-    def output(self) -> str:
-        if self.proc.poll() is None:
-            self.kill()
-        assert self.proc.stdout is not None
-        return self.proc.stdout.read()
+from ..conftest import TIMEOUT, auth, close_code, free_port, recv_event
+from .conftest import ServeProcess
 
 
 async def user_and_room(base: str, name: str, password: str = "password1") -> tuple[str, int]:
@@ -93,14 +27,6 @@ async def user_and_room(base: str, name: str, password: str = "password1") -> tu
         token = res.json()["token"]
         room = await http.post("/v1/api/chat/create", json={"name": "r"}, headers=auth(token))
         return token, int(room.json()["chatRoom"]["ID"])
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    yield started
-    for p in started:
-        p.kill()
 
 
 async def test_restart_keeps_messages_and_tokens_and_sigterm_closes_1001(

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,19 +14,24 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from .conftest import (
+from ..conftest import (
     SHARED_REDIS,
     TIMEOUT,
+    PrivateRedis,
     auth,
+    eventually,
     fresh_pg_database,
     recv_json,
     redis_answers,
     service_missing,
 )
-from .test_broker import PrivateRedis, private_redis  # noqa: F401
-from .test_serve_process import ServeProcess
+from .conftest import ServeProcess
 
 PRESENCE_TTL = 2
+# For eventually(): several processes take longer than one in-process server, and
+# the conditions ask HTTP endpoints (there is no event to wait on), so not too often.
+WAIT = 15.0
+POLL = 0.1
 
 
 @pytest.fixture
@@ -40,14 +45,6 @@ async def redis_url() -> str:
     if not await redis_answers(SHARED_REDIS):
         service_missing(f"Redis at {SHARED_REDIS}")
     return SHARED_REDIS
-
-
-@pytest.fixture
-def hosts(tmp_path: Path) -> Iterator[list[ServeProcess]]:
-    started: list[ServeProcess] = []
-    yield started
-    for host in started:
-        host.kill()
 
 
 def host_env(prefix: str) -> dict[str, str]:
@@ -113,17 +110,10 @@ async def collect(sock: ClientConnection, count: int) -> list[dict[str, Any]]:
     return got
 
 
-async def eventually(check: Any, what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)  # polling an HTTP endpoint: there is no event to wait on
-
-
 async def test_three_hosts_one_room_ordered_exactly_once_and_presence(
-    tmp_path: Path, hosts: list[ServeProcess], pg_url: str, redis_url: str
+    tmp_path: Path, processes: list[ServeProcess], pg_url: str, redis_url: str
 ) -> None:
-    a, b, c = await start_hosts(hosts, tmp_path, pg_url, redis_url, (), (), ("--workers", "2"))
+    a, b, c = await start_hosts(processes, tmp_path, pg_url, redis_url, (), (), ("--workers", "2"))
     users = [await signup(a.base, f"u{i}") for i in range(4)]
     tokens = [t for _, t in users]
     rid = await create_room(a.base, tokens[0])
@@ -142,7 +132,9 @@ async def test_three_hosts_one_room_ordered_exactly_once_and_presence(
             p = await presence(a.base, tokens[0], rid)
             return sorted(u["ID"] for u in p["users"]) == want and p["connections"] == 5
 
-        await eventually(all_present, "every user in presence on host A")
+        await eventually(
+            all_present, "every user in presence on host A", timeout=WAIT, interval=POLL
+        )
 
         async def send(sock: ClientConnection, tag: str) -> None:
             for i in range(per_sender):
@@ -162,9 +154,9 @@ async def test_three_hosts_one_room_ordered_exactly_once_and_presence(
 
 
 async def test_leave_crosses_hosts_and_a_killed_host_drops_out_of_presence(
-    tmp_path: Path, hosts: list[ServeProcess], pg_url: str, redis_url: str
+    tmp_path: Path, processes: list[ServeProcess], pg_url: str, redis_url: str
 ) -> None:
-    a, b = await start_hosts(hosts, tmp_path, pg_url, redis_url, (), ())
+    a, b = await start_hosts(processes, tmp_path, pg_url, redis_url, (), ())
     ann, ann_token = await signup(a.base, "ann")
     bob, bob_token = await signup(a.base, "bob")
     rid = await create_room(a.base, ann_token)
@@ -190,14 +182,16 @@ async def test_leave_crosses_hosts_and_a_killed_host_drops_out_of_presence(
             users = (await presence(a.base, ann_token, rid))["users"]
             return bob["ID"] in [u["ID"] for u in users]
 
-        await eventually(bob_listed, "bob in presence")
+        await eventually(bob_listed, "bob in presence", timeout=WAIT, interval=POLL)
         b.kill()
         killed_at = time.monotonic()
 
         async def bob_gone() -> bool:
             return not await bob_listed()
 
-        await eventually(bob_gone, "bob to drop out of presence", timeout=PRESENCE_TTL * 3)
+        await eventually(
+            bob_gone, "bob to drop out of presence", timeout=PRESENCE_TTL * 3, interval=POLL
+        )
         assert time.monotonic() - killed_at <= PRESENCE_TTL * 3
         await bob_sock.close()
         listed = await presence(a.base, ann_token, rid)
@@ -206,11 +200,11 @@ async def test_leave_crosses_hosts_and_a_killed_host_drops_out_of_presence(
 
 async def test_redis_outage_keeps_local_delivery_and_loses_nothing(
     tmp_path: Path,
-    hosts: list[ServeProcess],
+    processes: list[ServeProcess],
     pg_url: str,
-    private_redis: PrivateRedis,  # noqa: F811
+    private_redis: PrivateRedis,
 ) -> None:
-    (a,) = await start_hosts(hosts, tmp_path, pg_url, private_redis.url, ())
+    (a,) = await start_hosts(processes, tmp_path, pg_url, private_redis.url, ())
     _, token = await signup(a.base, "ann")
     _, other = await signup(a.base, "bob")
     rid = await create_room(a.base, token)
@@ -226,7 +220,9 @@ async def test_redis_outage_keeps_local_delivery_and_loses_nothing(
                 res = await http.get("/readyz")
                 return res.status_code == 503 and "redis" in res.json()["failing"]
 
-            await eventually(not_ready, "/readyz to report the Redis outage")
+            await eventually(
+                not_ready, "/readyz to report the Redis outage", timeout=WAIT, interval=POLL
+            )
             # Same-process delivery goes on while Redis is away.
             for i in range(3):
                 await sender.send(json.dumps({"chatMessage": f"during {i}"}))
@@ -238,7 +234,7 @@ async def test_redis_outage_keeps_local_delivery_and_loses_nothing(
             async def ready() -> bool:
                 return (await http.get("/readyz")).status_code == 200
 
-            await eventually(ready, "/readyz to recover")
+            await eventually(ready, "/readyz to recover", timeout=WAIT, interval=POLL)
             await sender.send(json.dumps({"chatMessage": "after"}))
             assert (await collect(sender, 1))[0]["chatMessage"] == "after"
         # Bob missed all of it; reconnecting with since gets exactly that, nothing lost.
@@ -254,9 +250,9 @@ async def test_redis_outage_keeps_local_delivery_and_loses_nothing(
 
 
 async def test_resend_on_another_host_stores_one_row(
-    tmp_path: Path, hosts: list[ServeProcess], pg_url: str, redis_url: str
+    tmp_path: Path, processes: list[ServeProcess], pg_url: str, redis_url: str
 ) -> None:
-    a, b = await start_hosts(hosts, tmp_path, pg_url, redis_url, (), ())
+    a, b = await start_hosts(processes, tmp_path, pg_url, redis_url, (), ())
     _, token = await signup(a.base, "ann")
     rid = await create_room(a.base, token)
     frame = json.dumps({"chatRoomId": rid, "chatMessage": "once", "clientMessageId": "x-1"})
@@ -273,19 +269,19 @@ async def test_resend_on_another_host_stores_one_row(
 
 
 async def test_sigterm_right_after_start_with_two_workers_exits_cleanly(
-    tmp_path: Path, hosts: list[ServeProcess], pg_url: str, redis_url: str
+    tmp_path: Path, processes: list[ServeProcess], pg_url: str, redis_url: str
 ) -> None:
     # /healthz answers once one worker serves; the other may still be starting.
-    (host,) = await start_hosts(hosts, tmp_path, pg_url, redis_url, ("--workers", "2"))
+    (host,) = await start_hosts(processes, tmp_path, pg_url, redis_url, ("--workers", "2"))
     assert await asyncio.to_thread(host.terminate) == 0
     log = host.output()
     assert "Traceback" not in log and "KeyboardInterrupt" not in log
 
 
 async def test_sigterm_with_two_workers_closes_sockets_with_1001(
-    tmp_path: Path, hosts: list[ServeProcess], pg_url: str, redis_url: str
+    tmp_path: Path, processes: list[ServeProcess], pg_url: str, redis_url: str
 ) -> None:
-    (host,) = await start_hosts(hosts, tmp_path, pg_url, redis_url, ("--workers", "2"))
+    (host,) = await start_hosts(processes, tmp_path, pg_url, redis_url, ("--workers", "2"))
     _, token = await signup(host.base, "ann")
     rid = await create_room(host.base, token)
     socks = [await ws(host, rid, token) for _ in range(4)]  # spread over both workers
@@ -295,7 +291,7 @@ async def test_sigterm_with_two_workers_closes_sockets_with_1001(
         # a message sent before that would be one it legitimately never sees.
         return bool((await presence(host.base, token, rid))["connections"] == 4)
 
-    await eventually(all_joined, "all four sockets joined")
+    await eventually(all_joined, "all four sockets joined", timeout=WAIT, interval=POLL)
     await socks[0].send(json.dumps({"chatMessage": "live"}))
     for sock in socks:
         await collect(sock, 1)  # every socket, on either worker, is live

@@ -1,0 +1,205 @@
+"""The message store and the writer's group commit, on SQLite and on PostgreSQL.
+
+SPEC section 5's ordering and idempotent sends, below the websocket. Tests that need
+only the database open it themselves (`database`); the others take the running
+server's own store (SQLite's differs from the ORM's) and its services.
+
+These reach into the storage internals (services.messages, services.writer and the
+hub's writer): they are kept together here to be easy to find when storage moves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chatroom_server.db import close_database, open_database
+from chatroom_server.domain import Identity, Message
+from chatroom_server.errors import NotFound, StorageError
+from chatroom_server.services import messages as message_service
+from chatroom_server.services import rooms as room_service
+from chatroom_server.services.messages import Draft
+from chatroom_server.services.throttle import LoginThrottle
+from chatroom_server.services.users import UserService
+from chatroom_server.services.writer import AfterCommit, MessageWriter, StoreBatch
+
+from ..conftest import ChatServer, eventually, identity
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[None]:
+    """The database alone, opened as the server opens it, for tests that need no server."""
+    await open_database(database_url)
+    try:
+        yield
+    finally:
+        await close_database()
+
+
+_authors = itertools.count(1)
+
+
+async def new_author() -> Identity:
+    """A new account in the open database, as the identity its token would carry."""
+    n = next(_authors)
+    users = UserService(bcrypt_rounds=4, throttle=LoginThrottle(failures=10, window=900))
+    user = await users.signup(f"author{n}", f"author{n}@example.com", "password1")
+    return Identity(user.id, user.user_name, user.email, int(time.time()) + 3600)
+
+
+def stores(server: ChatServer) -> list[StoreBatch]:
+    """The ORM's way of storing a batch, and the server's own when it differs (SQLite's)."""
+    served = server.app.ctx.hub.writer.store
+    orm: StoreBatch = message_service.store_batch
+    return [orm] if served == orm else [orm, served]
+
+
+def collect_batches(into: list[list[Message]]) -> AfterCommit:
+    """An after-commit hook that keeps each commit's messages."""
+
+    async def after_commit(messages: list[Message]) -> None:
+        into.append(messages)
+
+    return after_commit
+
+
+async def test_concurrent_stores_commit_in_seq_order(database: None) -> None:
+    """Without any in-process lock, the room row lock keeps ID order == seq order."""
+    users = [await new_author() for _ in range(4)]
+    room = await room_service.create_room("general")
+
+    async def writer(who: Identity) -> list[Message]:
+        return [(await message_service.store_message(room, who, "x"))[0] for _ in range(15)]
+
+    results = await asyncio.gather(*(writer(u) for u in users))
+    stored = sorted((m for batch in results for m in batch), key=lambda m: m.id)
+    assert [m.seq for m in stored] == list(range(1, 61))
+    assert await room_service.last_seq(room.id) == 60
+
+
+async def test_group_commit_batches_concurrent_messages_in_seq_order(server: ChatServer) -> None:
+    """Messages sent while a commit runs share the next one, and keep their order."""
+    users = [identity((await server.signup())[0]) for _ in range(4)]
+    _, token = await server.signup()
+    for store in stores(server):
+        rooms = [
+            await room_service.get_room((await server.create_room(token))["ID"]) for _ in range(3)
+        ]
+        published: list[list[Message]] = []
+        writer = MessageWriter(collect_batches(published), store=store)
+        results = await asyncio.gather(
+            *(
+                writer.submit(rooms[i % 3], users[i % 4], f"m{i}")
+                for i in range(120)  # all waiting at once: few transactions carry them
+            )
+        )
+        assert [text for text in (m.text for m, _ in results)] == [f"m{i}" for i in range(120)]
+        assert not any(resend for _, resend in results)
+        assert len(published) < 120 // 4, "concurrent messages were committed one by one"
+        flat = [m for batch in published for m in batch]
+        assert [m.id for m in flat] == sorted(m.id for m, _ in results)
+        for room in rooms:
+            mine = [m for m in flat if m.room_id == room.id]
+            assert [m.seq for m in mine] == list(range(1, 41))  # published in seq order
+            assert [m.id for m in mine] == sorted(m.id for m in mine)
+            assert await room_service.last_seq(room.id) == 40
+
+
+async def test_messages_queued_right_after_a_commit_share_the_next(server: ChatServer) -> None:
+    """Frames read in the loop turns after a commit (its fan-out held the loop) share one."""
+    who = identity((await server.signup())[0])
+    _, token = await server.signup()
+    room = await room_service.get_room((await server.create_room(token))["ID"])
+    loop = asyncio.get_running_loop()
+    batches: list[list[Message]] = []
+    later: list[asyncio.Future[tuple[Message, bool]]] = []
+
+    def submit_after(turns: int, text: str) -> None:
+        if turns == 0:
+            later.append(writer.submit(room, who, text))
+        else:
+            loop.call_soon(submit_after, turns - 1, text)
+
+    async def after_commit(messages: list[Message]) -> None:
+        batches.append(messages)
+        if len(batches) == 1:
+            # As frames read from sockets arrive: a few hops after the fan-out.
+            for turns, text in ((2, "b"), (3, "c"), (4, "d")):
+                submit_after(turns, text)
+
+    writer = MessageWriter(after_commit, store=stores(server)[-1])
+    await writer.submit(room, who, "a")
+    await eventually(lambda: len(later) == 3, "the three later submits")
+    await asyncio.gather(*later)
+    assert [[m.text for m in batch] for batch in batches] == [["a"], ["b", "c", "d"]]
+
+
+async def test_store_batch_resends_repeats_and_gone_rooms(server: ChatServer) -> None:
+    who = identity((await server.signup())[0])
+    _, token = await server.signup()
+    for store in stores(server):
+        room = await room_service.get_room((await server.create_room(token))["ID"])
+        gone = await room_service.get_room((await server.create_room(token))["ID"])
+        await room_service.delete_room(gone.id)
+        results = await store(
+            [
+                Draft(room, who, "first", "c-1"),
+                Draft(room, who, "first again", "c-1"),  # the same send twice in one batch
+                Draft(gone, who, "lost", None),
+                Draft(room, who, "second", None),
+            ]
+        )
+        first, repeat, lost, second = results
+        assert isinstance(first, tuple) and first[1] is False and first[0].text == "first"
+        assert repeat == (first[0], True)
+        assert isinstance(lost, NotFound)
+        assert isinstance(second, tuple) and (second[0].seq, second[1]) == (2, False)
+        for other in stores(server):  # either way finds what the other stored
+            (again,) = await other([Draft(room, who, "first", "c-1")])
+            assert again == (first[0], True)
+        assert await room_service.last_seq(room.id) == 2
+
+
+async def test_ids_of_a_batch_are_found_even_when_not_the_newest(database: None) -> None:
+    """IDs handed out out of order (a PostgreSQL sequence cache) still match up."""
+    from tortoise.transactions import in_transaction
+
+    from chatroom_server.services.messages import NewRow, _new_ids
+
+    who = await new_author()
+    room = await room_service.create_room("general")
+    (older, _), (newer, _) = [
+        await message_service.store_message(room, who, text) for text in ("older", "newer")
+    ]
+    async with in_transaction() as conn:
+        row = NewRow(
+            0, room.id, who.user_id, who.user_name, "older", None, older.seq, older.created_at
+        )
+        # As if "older" were this batch's only row while a newer ID already existed.
+        assert await _new_ids(conn, [row]) == {(room.id, older.seq): older.id}
+    assert newer.id > older.id
+
+
+async def test_one_bad_message_does_not_sink_its_batch(server: ChatServer) -> None:
+    who = identity((await server.signup())[0])
+    ghost = Identity(10**9, "ghost", "ghost@example.com", who.expires_at)  # no such user
+    _, token = await server.signup()
+    for store in stores(server):
+        room = await room_service.get_room((await server.create_room(token))["ID"])
+        batches: list[list[Message]] = []
+        writer = MessageWriter(collect_batches(batches), store=store)
+        outcomes = await asyncio.gather(
+            writer.submit(room, who, "a"),
+            writer.submit(room, ghost, "refused by the database"),
+            writer.submit(room, who, "b"),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[1], StorageError)
+        assert [o[0].text for o in outcomes if isinstance(o, tuple)] == ["a", "b"]
+        published = [m for batch in batches for m in batch]
+        assert [m.text for m in published] == ["a", "b"]
+        assert [m.seq for m in published] == [1, 2]
