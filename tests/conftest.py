@@ -230,17 +230,44 @@ SHARED_REDIS = os.environ.get("CHATROOM_TEST_REDIS", "redis://127.0.0.1:6379/0")
 BROKERS = ("memory", "redis")
 
 
+# The websocket paths (web/internals): through Sanic's internals, and Sanic's public
+# API only (CHATROOM_INTERNALS=off), which a release without those internals falls to.
+WS_PATHS = ("fast", "public")
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "every_broker: run each test that starts a server once per broker (memory, redis)",
     )
+    config.addinivalue_line(
+        "markers",
+        "every_ws_path: run each test that starts a server once per websocket path"
+        " (fast: Sanic's internals; public: its public API only)",
+    )
+    config.addinivalue_line(
+        "markers", "fast_ws_path: this test checks the fast path itself (not run on public)"
+    )
 
 
 @pytest.hookimpl(trylast=True)  # after the fixtures' own params: ids stay [sqlite-memory]
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "broker" in metafunc.fixturenames and metafunc.definition.get_closest_marker("every_broker"):
+    marked = metafunc.definition.get_closest_marker
+    if "broker" in metafunc.fixturenames and marked("every_broker"):
         metafunc.parametrize("broker", BROKERS, indirect=True)
+    if (
+        "ws_path" in metafunc.fixturenames
+        and marked("every_ws_path")
+        and not marked("fast_ws_path")
+    ):
+        metafunc.parametrize("ws_path", WS_PATHS, indirect=True)
+
+
+@pytest.fixture
+def ws_path(request: pytest.FixtureRequest) -> str:
+    """Which websocket path the `server` fixture takes: fast, or each of WS_PATHS in turn
+    where the test is marked `every_ws_path`."""
+    return str(getattr(request, "param", "fast"))
 
 
 @pytest.fixture
@@ -323,9 +350,13 @@ async def broker_settings(broker: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def server(
-    database_url: str, server_settings: dict[str, Any], broker_settings: dict[str, Any]
+    database_url: str,
+    server_settings: dict[str, Any],
+    broker_settings: dict[str, Any],
+    ws_path: str,
 ) -> AsyncIterator[ChatServer]:
-    settings = make_settings(database_url, **{**broker_settings, **server_settings})
+    internals = {"internals": "off"} if ws_path == "public" else {}
+    settings = make_settings(database_url, **{**broker_settings, **internals, **server_settings})
     srv, stop = await start_server(settings)
     try:
         yield srv

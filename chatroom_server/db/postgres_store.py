@@ -19,8 +19,17 @@ from tortoise.transactions import in_transaction
 from ..domain import Message
 from .errors import storage_errors
 from .models import MessageRow
-from .reads import OrmReads, to_message
-from .store import Draft, NewRow, OriginalKey, Planner, Stored, original_keys, room_ids_of
+from .reads import OrmReads
+from .store import (
+    Draft,
+    NewRow,
+    OriginalKey,
+    Planner,
+    Stored,
+    original_keys,
+    room_ids_of,
+    to_message,
+)
 
 LOCK_ROOMS = (
     "SELECT id, last_seq FROM rooms WHERE id = ANY($1::bigint[]) AND deleted_at IS NULL"

@@ -9,20 +9,7 @@ from __future__ import annotations
 from ..domain import HistoryPage, Message, Room
 from .errors import storage_errors
 from .models import MessageRow, RoomRow
-
-
-def to_message(row: MessageRow, room_name: str) -> Message:
-    return Message(
-        id=row.id,
-        room_id=row.room_id,
-        room_name=room_name,
-        text=row.text,
-        user_id=row.user_id,
-        user_name=row.user_name,
-        created_at=row.created_at,
-        client_message_id=row.client_message_id,
-        seq=row.seq,
-    )
+from .store import to_message
 
 
 class OrmReads:

@@ -48,9 +48,14 @@ _ORIGINAL_COLUMNS = "id, room_id, user_id, user_name, text, created_at, client_m
 
 
 def pragmas_of(database_url: str) -> dict[str, str]:
-    """The pragmas the server's SQLite connections use: ours, and any the URL sets."""
+    """The pragmas the ORM's connection uses: ours, any the URL sets, and Tortoise's
+    own default (foreign keys on: a message of an unknown author is refused)."""
     query = connection_url(database_url, background_checkpoints=True).partition("?")[2]
-    return dict(parse_qsl(query))
+    pragmas = {"foreign_keys": "ON"}
+    pragmas.update(parse_qsl(query))
+    pragmas.pop("connection_name", None)
+    pragmas.pop("fetch_inserted", None)
+    return pragmas
 
 
 class SqliteStore(OrmReads):

@@ -51,18 +51,40 @@ class NewRow:
     created_at: datetime
     id: int = 0
 
-    def to_message(self, room_name: str) -> Message:
-        return Message(
-            id=self.id,
-            room_id=self.room_id,
-            room_name=room_name,
-            text=self.text,
-            user_id=self.user_id,
-            user_name=self.user_name,
-            created_at=self.created_at,
-            client_message_id=self.client_message_id,
-            seq=self.seq,
-        )
+
+class MessageFields(Protocol):
+    """A stored message's columns: a NewRow, or the ORM's MessageRow."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def room_id(self) -> int: ...
+    @property
+    def user_id(self) -> int: ...
+    @property
+    def user_name(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def client_message_id(self) -> str | None: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+
+
+def to_message(row: MessageFields, room_name: str) -> Message:
+    return Message(
+        id=row.id,
+        room_id=row.room_id,
+        room_name=room_name,
+        text=row.text,
+        user_id=row.user_id,
+        user_name=row.user_name,
+        created_at=row.created_at,
+        client_message_id=row.client_message_id,
+        seq=row.seq,
+    )
 
 
 @dataclass(slots=True)
@@ -84,7 +106,7 @@ class BatchPlan:
     def outcome(self) -> list[Stored]:
         results = self.results
         for row in self.rows:
-            results[row.index] = (row.to_message(self.drafts[row.index].room.name), False)
+            results[row.index] = (to_message(row, self.drafts[row.index].room.name), False)
         for i, first in self.repeats:
             earlier = results[first]
             assert isinstance(earlier, tuple)

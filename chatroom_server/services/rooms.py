@@ -78,10 +78,3 @@ async def deleted_among(room_ids: Iterable[int]) -> set[int]:
     with storage_errors():
         alive = await RoomRow.filter(id__in=wanted, deleted_at=None).values_list("id", flat=True)
     return wanted - set(alive)
-
-
-async def last_seq(room_id: int) -> int:
-    """The seq of the room's newest message (0 when it has none)."""
-    with storage_errors():
-        row = await RoomRow.get_or_none(id=room_id)
-    return int(row.last_seq) if row is not None else 0

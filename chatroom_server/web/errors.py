@@ -12,6 +12,7 @@ from sanic.response import HTTPResponse, json
 
 from .. import protocol
 from ..errors import ChatError, RateLimited
+from .internals.http import drain_refused_body
 
 log = logging.getLogger("chatroom_server.web")
 
@@ -58,6 +59,10 @@ def setup_errors(app: Sanic[Any, Any]) -> None:
     app.config.FALLBACK_ERROR_FORMAT = "json"
 
     async def handle(request: Request, exc: Exception) -> HTTPResponse:
-        return to_response(request, exc)
+        response = to_response(request, exc)
+        if response.status == 413:
+            # The client may still be sending: let it finish, or it never sees the 413.
+            await drain_refused_body(request)
+        return response
 
     app.error_handler.add(Exception, handle)

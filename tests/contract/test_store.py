@@ -1,11 +1,8 @@
-"""The message store and the writer's group commit, on SQLite and on PostgreSQL.
+"""The message store (db/store.py) and the writer's group commit, on every database.
 
-SPEC section 5's ordering and idempotent sends, below the websocket. Tests that need
-only the database open it themselves (`database`); the others take the running
-server's own store (SQLite's differs from the ORM's) and its services.
-
-These reach into the storage internals (services.messages, services.writer and the
-hub's writer): they are kept together here to be easy to find when storage moves.
+SPEC section 5's ordering and idempotent sends, below the websocket: each test
+runs on SQLite (its own writer connection) and on PostgreSQL (the ORM's pool),
+each through the store the server would choose for that URL.
 """
 
 from __future__ import annotations
@@ -18,25 +15,29 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chatroom_server.db import close_database, open_database
+from chatroom_server.db.checkpoint import sqlite_path
+from chatroom_server.db.store import Draft, MessageStore, make_store
 from chatroom_server.domain import Identity, Message
-from chatroom_server.errors import NotFound, StorageError
-from chatroom_server.services import messages as message_service
+from chatroom_server.errors import ChatError, NotFound, StorageError
 from chatroom_server.services import rooms as room_service
-from chatroom_server.services.messages import Draft
+from chatroom_server.services.messages import plan_batch
 from chatroom_server.services.throttle import LoginThrottle
 from chatroom_server.services.users import UserService
-from chatroom_server.services.writer import AfterCommit, MessageWriter, StoreBatch
+from chatroom_server.services.writer import AfterCommit, MessageWriter
 
-from ..conftest import ChatServer, eventually, identity
+from ..conftest import eventually
 
 
 @pytest.fixture
-async def database(database_url: str) -> AsyncIterator[None]:
-    """The database alone, opened as the server opens it, for tests that need no server."""
-    await open_database(database_url)
+async def store(database_url: str) -> AsyncIterator[MessageStore]:
+    """The database, opened as the server opens it, and the store it would use."""
+    await open_database(database_url, background_checkpoints=sqlite_path(database_url) is not None)
+    chosen = make_store(database_url, plan_batch)
+    await chosen.open()
     try:
-        yield
+        yield chosen
     finally:
+        await chosen.close()
         await close_database()
 
 
@@ -51,11 +52,11 @@ async def new_author() -> Identity:
     return Identity(user.id, user.user_name, user.email, int(time.time()) + 3600)
 
 
-def stores(server: ChatServer) -> list[StoreBatch]:
-    """The ORM's way of storing a batch, and the server's own when it differs (SQLite's)."""
-    served = server.app.ctx.hub.writer.store
-    orm: StoreBatch = message_service.store_batch
-    return [orm] if served == orm else [orm, served]
+async def store_one(store: MessageStore, draft: Draft) -> Message:
+    (result,) = await store.store_batch([draft])
+    if isinstance(result, ChatError):
+        raise result
+    return result[0]
 
 
 def collect_batches(into: list[list[Message]]) -> AfterCommit:
@@ -67,53 +68,66 @@ def collect_batches(into: list[list[Message]]) -> AfterCommit:
     return after_commit
 
 
-async def test_concurrent_stores_commit_in_seq_order(database: None) -> None:
+async def test_concurrent_stores_commit_in_seq_order(store: MessageStore) -> None:
     """Without any in-process lock, the room row lock keeps ID order == seq order."""
     users = [await new_author() for _ in range(4)]
     room = await room_service.create_room("general")
 
     async def writer(who: Identity) -> list[Message]:
-        return [(await message_service.store_message(room, who, "x"))[0] for _ in range(15)]
+        return [await store_one(store, Draft(room, who, "x")) for _ in range(15)]
 
     results = await asyncio.gather(*(writer(u) for u in users))
     stored = sorted((m for batch in results for m in batch), key=lambda m: m.id)
     assert [m.seq for m in stored] == list(range(1, 61))
-    assert await room_service.last_seq(room.id) == 60
+    assert await store.last_seq(room.id) == 60
 
 
-async def test_group_commit_batches_concurrent_messages_in_seq_order(server: ChatServer) -> None:
+async def test_reads_back_history_recovery_and_backfill(store: MessageStore) -> None:
+    who = await new_author()
+    room = await room_service.create_room("general")
+    sent = [await store_one(store, Draft(room, who, f"m{i}")) for i in range(5)]
+    ids = [m.id for m in sent]
+    assert [m.seq for m in await store.after_seq(room, 2, 10)] == [3, 4, 5]
+    assert [m.id for m in await store.after_id(room, ids[0], 2)] == ids[1:3]
+    page = await store.history(room, before=None, after=None, limit=3)
+    assert ([m.id for m in page.messages], page.has_more) == (ids[2:], True)
+    page = await store.history(room, before=ids[2], after=None, limit=3)
+    assert ([m.id for m in page.messages], page.has_more) == (ids[:2], False)
+    page = await store.history(room, before=None, after=ids[1], limit=2)
+    assert ([m.id for m in page.messages], page.has_more) == (ids[2:4], True)
+    assert page.messages[0].room_name == "general" and page.messages[0].text == "m2"
+    assert await store.last_seq(room.id) == 5
+    assert await store.last_seq(10**12) == 0  # no such room
+
+
+async def test_group_commit_batches_concurrent_messages_in_seq_order(store: MessageStore) -> None:
     """Messages sent while a commit runs share the next one, and keep their order."""
-    users = [identity((await server.signup())[0]) for _ in range(4)]
-    _, token = await server.signup()
-    for store in stores(server):
-        rooms = [
-            await room_service.get_room((await server.create_room(token))["ID"]) for _ in range(3)
-        ]
-        published: list[list[Message]] = []
-        writer = MessageWriter(collect_batches(published), store=store)
-        results = await asyncio.gather(
-            *(
-                writer.submit(rooms[i % 3], users[i % 4], f"m{i}")
-                for i in range(120)  # all waiting at once: few transactions carry them
-            )
+    users = [await new_author() for _ in range(4)]
+    rooms = [await room_service.create_room(f"room{i}") for i in range(3)]
+    published: list[list[Message]] = []
+    writer = MessageWriter(collect_batches(published), store.store_batch)
+    results = await asyncio.gather(
+        *(
+            writer.submit(rooms[i % 3], users[i % 4], f"m{i}")
+            for i in range(120)  # all waiting at once: few transactions carry them
         )
-        assert [text for text in (m.text for m, _ in results)] == [f"m{i}" for i in range(120)]
-        assert not any(resend for _, resend in results)
-        assert len(published) < 120 // 4, "concurrent messages were committed one by one"
-        flat = [m for batch in published for m in batch]
-        assert [m.id for m in flat] == sorted(m.id for m, _ in results)
-        for room in rooms:
-            mine = [m for m in flat if m.room_id == room.id]
-            assert [m.seq for m in mine] == list(range(1, 41))  # published in seq order
-            assert [m.id for m in mine] == sorted(m.id for m in mine)
-            assert await room_service.last_seq(room.id) == 40
+    )
+    assert [text for text in (m.text for m, _ in results)] == [f"m{i}" for i in range(120)]
+    assert not any(resend for _, resend in results)
+    assert len(published) < 120 // 4, "concurrent messages were committed one by one"
+    flat = [m for batch in published for m in batch]
+    assert [m.id for m in flat] == sorted(m.id for m, _ in results)
+    for room in rooms:
+        mine = [m for m in flat if m.room_id == room.id]
+        assert [m.seq for m in mine] == list(range(1, 41))  # published in seq order
+        assert [m.id for m in mine] == sorted(m.id for m in mine)
+        assert await store.last_seq(room.id) == 40
 
 
-async def test_messages_queued_right_after_a_commit_share_the_next(server: ChatServer) -> None:
+async def test_messages_queued_right_after_a_commit_share_the_next(store: MessageStore) -> None:
     """Frames read in the loop turns after a commit (its fan-out held the loop) share one."""
-    who = identity((await server.signup())[0])
-    _, token = await server.signup()
-    room = await room_service.get_room((await server.create_room(token))["ID"])
+    who = await new_author()
+    room = await room_service.create_room("general")
     loop = asyncio.get_running_loop()
     batches: list[list[Message]] = []
     later: list[asyncio.Future[tuple[Message, bool]]] = []
@@ -131,75 +145,73 @@ async def test_messages_queued_right_after_a_commit_share_the_next(server: ChatS
             for turns, text in ((2, "b"), (3, "c"), (4, "d")):
                 submit_after(turns, text)
 
-    writer = MessageWriter(after_commit, store=stores(server)[-1])
+    writer = MessageWriter(after_commit, store.store_batch)
     await writer.submit(room, who, "a")
     await eventually(lambda: len(later) == 3, "the three later submits")
     await asyncio.gather(*later)
     assert [[m.text for m in batch] for batch in batches] == [["a"], ["b", "c", "d"]]
 
 
-async def test_store_batch_resends_repeats_and_gone_rooms(server: ChatServer) -> None:
-    who = identity((await server.signup())[0])
-    _, token = await server.signup()
-    for store in stores(server):
-        room = await room_service.get_room((await server.create_room(token))["ID"])
-        gone = await room_service.get_room((await server.create_room(token))["ID"])
-        await room_service.delete_room(gone.id)
-        results = await store(
-            [
-                Draft(room, who, "first", "c-1"),
-                Draft(room, who, "first again", "c-1"),  # the same send twice in one batch
-                Draft(gone, who, "lost", None),
-                Draft(room, who, "second", None),
-            ]
-        )
-        first, repeat, lost, second = results
-        assert isinstance(first, tuple) and first[1] is False and first[0].text == "first"
-        assert repeat == (first[0], True)
-        assert isinstance(lost, NotFound)
-        assert isinstance(second, tuple) and (second[0].seq, second[1]) == (2, False)
-        for other in stores(server):  # either way finds what the other stored
-            (again,) = await other([Draft(room, who, "first", "c-1")])
-            assert again == (first[0], True)
-        assert await room_service.last_seq(room.id) == 2
+async def test_store_batch_resends_repeats_and_gone_rooms(store: MessageStore) -> None:
+    who = await new_author()
+    room = await room_service.create_room("general")
+    gone = await room_service.create_room("gone")
+    await room_service.delete_room(gone.id)
+    results = await store.store_batch(
+        [
+            Draft(room, who, "first", "c-1"),
+            Draft(room, who, "first again", "c-1"),  # the same send twice in one batch
+            Draft(gone, who, "lost", None),
+            Draft(room, who, "second", None),
+        ]
+    )
+    first, repeat, lost, second = results
+    assert isinstance(first, tuple) and first[1] is False and first[0].text == "first"
+    assert repeat == (first[0], True)
+    assert isinstance(lost, NotFound)
+    assert isinstance(second, tuple) and (second[0].seq, second[1]) == (2, False)
+    (again,) = await store.store_batch([Draft(room, who, "first", "c-1")])  # a later resend
+    assert again == (first[0], True)
+    assert await store.last_seq(room.id) == 2
 
 
-async def test_ids_of_a_batch_are_found_even_when_not_the_newest(database: None) -> None:
-    """IDs handed out out of order (a PostgreSQL sequence cache) still match up."""
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_ids_of_a_batch_are_found_even_when_not_the_newest(store: MessageStore) -> None:
+    """IDs handed out out of order (a PostgreSQL sequence cache) still match up.
+
+    PostgreSQL only: SQLite's store takes each row's ID from its own INSERT.
+    """
     from tortoise.transactions import in_transaction
 
-    from chatroom_server.services.messages import NewRow, _new_ids
+    from chatroom_server.db.postgres_store import new_ids
+    from chatroom_server.db.store import NewRow
 
     who = await new_author()
     room = await room_service.create_room("general")
-    (older, _), (newer, _) = [
-        await message_service.store_message(room, who, text) for text in ("older", "newer")
-    ]
+    older, newer = [await store_one(store, Draft(room, who, text)) for text in ("older", "newer")]
     async with in_transaction() as conn:
         row = NewRow(
             0, room.id, who.user_id, who.user_name, "older", None, older.seq, older.created_at
         )
         # As if "older" were this batch's only row while a newer ID already existed.
-        assert await _new_ids(conn, [row]) == {(room.id, older.seq): older.id}
+        assert await new_ids(conn, [row]) == {(room.id, older.seq): older.id}
     assert newer.id > older.id
 
 
-async def test_one_bad_message_does_not_sink_its_batch(server: ChatServer) -> None:
-    who = identity((await server.signup())[0])
+async def test_one_bad_message_does_not_sink_its_batch(store: MessageStore) -> None:
+    who = await new_author()
     ghost = Identity(10**9, "ghost", "ghost@example.com", who.expires_at)  # no such user
-    _, token = await server.signup()
-    for store in stores(server):
-        room = await room_service.get_room((await server.create_room(token))["ID"])
-        batches: list[list[Message]] = []
-        writer = MessageWriter(collect_batches(batches), store=store)
-        outcomes = await asyncio.gather(
-            writer.submit(room, who, "a"),
-            writer.submit(room, ghost, "refused by the database"),
-            writer.submit(room, who, "b"),
-            return_exceptions=True,
-        )
-        assert isinstance(outcomes[1], StorageError)
-        assert [o[0].text for o in outcomes if isinstance(o, tuple)] == ["a", "b"]
-        published = [m for batch in batches for m in batch]
-        assert [m.text for m in published] == ["a", "b"]
-        assert [m.seq for m in published] == [1, 2]
+    room = await room_service.create_room("general")
+    batches: list[list[Message]] = []
+    writer = MessageWriter(collect_batches(batches), store.store_batch)
+    outcomes = await asyncio.gather(
+        writer.submit(room, who, "a"),
+        writer.submit(room, ghost, "refused by the database"),
+        writer.submit(room, who, "b"),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], StorageError)
+    assert [o[0].text for o in outcomes if isinstance(o, tuple)] == ["a", "b"]
+    published = [m for batch in batches for m in batch]
+    assert [m.text for m in published] == ["a", "b"]
+    assert [m.seq for m in published] == [1, 2]

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from chatroom_server.db import apply_migrations
+from chatroom_server.db.sqlite_store import SqliteStore
 
 from ..conftest import (
     ChatServer,
@@ -108,11 +109,10 @@ class TestSqliteCheckpoints:
         (conn,) = connections.all()
         _, rows = await conn.execute_query("PRAGMA wal_autocheckpoint")
         assert list(rows[0]) == [0]  # SQLite's own checkpoint, inside a commit, is off
-        batches = server.app.ctx.sqlite_batches
-        assert batches is not None  # and on the connection that commits the messages
+        batches = server.app.ctx.store
+        assert isinstance(batches, SqliteStore)  # and on the connection that commits messages
         assert await batches.pragma("wal_autocheckpoint") == 0
-        checkpointer = server.app.ctx.checkpointer
-        assert checkpointer is not None
+        checkpointer = batches.checkpointer
         size_before = await asyncio.to_thread(os.path.getsize, path)
         _, token = await server.signup()
         rid = (await server.create_room(token))["ID"]
@@ -132,10 +132,10 @@ class TestSqliteCheckpoints:
         assert await asyncio.to_thread(os.path.getsize, path) >= size_before + 100 * 2000
 
     async def test_messages_commit_on_the_writers_own_connection(self, server: ChatServer) -> None:
-        """Group commits go through SqliteBatches' connection, set up like the ORM's."""
-        batches = server.app.ctx.sqlite_batches
-        assert batches is not None
-        assert server.app.ctx.hub.writer.store == batches.store_batch
+        """Group commits go through SqliteStore's own connection, set up like the ORM's."""
+        batches = server.app.ctx.store
+        assert isinstance(batches, SqliteStore)
+        assert server.app.ctx.relay.writer.store == batches.store_batch
         assert await batches.pragma("journal_mode") == "wal"
         assert await batches.pragma("foreign_keys") == 1
         assert await batches.pragma("busy_timeout") == 5000

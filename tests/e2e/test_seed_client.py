@@ -11,7 +11,7 @@ from websockets.asyncio.client import connect
 from ..conftest import ChatServer, auth, recv_event, recv_json
 
 # Everything here runs with the in-process broker and with Redis.
-pytestmark = pytest.mark.every_broker
+pytestmark = [pytest.mark.every_broker, pytest.mark.every_ws_path]
 
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

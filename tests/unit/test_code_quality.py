@@ -34,3 +34,31 @@ def test_ruff_lint_and_format() -> None:
 def test_mypy_strict() -> None:
     result = run_tool("mypy")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_linters_are_the_versions_pinned_in_pyproject() -> None:
+    import tomllib
+
+    pins = {
+        name: version
+        for name, _, version in (
+            spec.partition("==")
+            for spec in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+                "optional-dependencies"
+            ]["test"]
+        )
+        if version
+    }
+    assert set(pins) >= {"ruff", "mypy"}
+    for tool in ("ruff", "mypy"):
+        found = run_tool(tool, "--version").stdout
+        assert pins[tool] in found.split(), (tool, found, pins[tool])
+
+
+def test_no_test_file_over_600_lines() -> None:
+    long = {
+        str(path.relative_to(ROOT)): lines
+        for path in (ROOT / "tests").rglob("*.py")
+        if (lines := len(path.read_text().splitlines())) > 600
+    }
+    assert long == {}

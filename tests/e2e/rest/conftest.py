@@ -23,9 +23,9 @@ import httpx
 import jwt
 import pytest
 
+from chatroom_server.db.store import Draft
 from chatroom_server.domain import Identity
 from chatroom_server.services import rooms as room_service
-from chatroom_server.services.messages import store_message
 
 from ...conftest import ChatServer, auth, claims_for
 
@@ -200,10 +200,16 @@ def bad_auth_headers(user: dict[str, Any], good: str) -> dict[str, dict[str, str
     }
 
 
-async def seed_messages(room_id: int, user: dict[str, Any], count: int) -> list[int]:
-    """Store `count` messages directly through the service; return their IDs in order."""
+async def seed_messages(
+    server: ChatServer, room_id: int, user: dict[str, Any], count: int
+) -> list[int]:
+    """Store `count` messages directly through the server's store; return their IDs in order."""
     room = await room_service.get_room(room_id)
     author = Identity(user["ID"], user["UserName"], user["Email"], int(time.time()) + 3600)
-    ids = [(await store_message(room, author, f"message {i}"))[0].id for i in range(count)]
+    results = await server.app.ctx.store.store_batch(
+        [Draft(room, author, f"message {i}") for i in range(count)]
+    )
+    ids = [result[0].id for result in results if isinstance(result, tuple)]
+    assert len(ids) == count
     assert ids == sorted(ids)
     return ids

@@ -14,8 +14,8 @@ async def test_legacy_room_messages_returns_last_50_oldest_first(server: ChatSer
     user, token = await server.signup()
     room = await server.create_room(token, "busy")
     other = await server.create_room(token, "other")
-    ids = await seed_messages(room["ID"], user, 55)
-    await seed_messages(other["ID"], user, 2)
+    ids = await seed_messages(server, room["ID"], user, 55)
+    await seed_messages(server, other["ID"], user, 2)
 
     res = await server.http.post(ROOM_MESSAGES, json={"roomId": room["ID"]}, headers=auth(token))
     assert res.status_code == 200, res.text
@@ -32,8 +32,8 @@ async def test_history_before_after_limit(server: ChatServer) -> None:
     user, token = await server.signup()
     room = await server.create_room(token)
     other = await server.create_room(token, "other")
-    ids = await seed_messages(room["ID"], user, 55)
-    await seed_messages(other["ID"], user, 3)
+    ids = await seed_messages(server, room["ID"], user, 55)
+    await seed_messages(server, other["ID"], user, 3)
     path = f"{ROOMS}/{room['ID']}/messages"
 
     async def page(**params: Any) -> tuple[list[int], bool]:

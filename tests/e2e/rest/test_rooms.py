@@ -129,7 +129,7 @@ async def test_deleted_room_is_404_and_leaves_the_list(server: ChatServer) -> No
     user, token = await server.signup()
     keep = await server.create_room(token, "keep")
     gone = await server.create_room(token, "gone")
-    await seed_messages(gone["ID"], user, 3)
+    await seed_messages(server, gone["ID"], user, 3)
     res = await server.http.get(f"{ROOMS}/{gone['ID']}/messages", headers=auth(token))
     assert res.status_code == 200 and len(res.json()["messages"]) == 3
 

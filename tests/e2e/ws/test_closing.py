@@ -17,7 +17,7 @@ from ...conftest import TIMEOUT, ChatServer, close_code, eventually, make_settin
 from .conftest import hub_user_ids, refused, works
 
 # Everything here runs with the in-process broker and with Redis.
-pytestmark = pytest.mark.every_broker
+pytestmark = [pytest.mark.every_broker, pytest.mark.every_ws_path]
 
 
 # --------------------------------------------------------------------------- token expiry
@@ -136,9 +136,10 @@ class TestPing:
         writer.close()
 
 
+@pytest.mark.fast_ws_path
 async def test_a_socket_whose_peer_closed_is_written_to_no_more(server: ChatServer) -> None:
     """The peer's close frame marks the transport closed at once, before the handler ends."""
-    from chatroom_server.web.ws import SanicTransport, WatchedProtocol
+    from chatroom_server.web.internals.fast import SanicTransport, WatchedProtocol
 
     _, token = await server.signup()
     rid = (await server.create_room(token))["ID"]
@@ -150,9 +151,9 @@ async def test_a_socket_whose_peer_closed_is_written_to_no_more(server: ChatServ
         assert isinstance(transport, SanicTransport)
         assert transport.open and transport.watched
         assert type(transport.proto) is WatchedProtocol
-        transport.write(b"\x81\x02hi")  # a text frame "hi": the client reads it
+        transport.write(b"\x81\x02hi", 1)  # a text frame "hi": the client reads it
         assert await asyncio.wait_for(ws.recv(), TIMEOUT) == "hi"
         await ws.close()
     assert transport.open is False
     with pytest.raises(ConnectionError):
-        transport.write(b"\x81\x02hi")
+        transport.write(b"\x81\x02hi", 1)

@@ -14,7 +14,7 @@ from ...conftest import ChatServer
 from .conftest import assert_error_frame, expect_message, history, next_frame, send_json, works
 
 # Everything here runs with the in-process broker and with Redis.
-pytestmark = pytest.mark.every_broker
+pytestmark = [pytest.mark.every_broker, pytest.mark.every_ws_path]
 
 
 # --------------------------------------------------------------------------- bad frames

@@ -18,7 +18,10 @@ ERROR_CODES = {"invalid_json", "invalid_message", "message_too_long", "wrong_roo
 CLOSE_CODES = {1007, 1009}
 
 
-pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+pytestmark = [
+    pytest.mark.parametrize("database_url", ["sqlite"], indirect=True),
+    pytest.mark.every_ws_path,
+]
 
 
 @pytest.fixture
@@ -102,8 +105,9 @@ async def test_hostile_frames_get_documented_answers(server: ChatServer) -> None
                     assert detail in CLOSE_CODES, (frame[:80], detail)
                     ws = await server.connect(rid, token, max_size=2**24)
             # A text frame that is not UTF-8 (sent raw, the client would refuse to).
-            await ws.send(b'{"chatMessage": "\xff"}', text=True)
-            assert await answer(ws) == ("closed", 1007)
+            if server.app.ctx.wire.name == "fast":
+                await ws.send(b'{"chatMessage": "\xff"}', text=True)
+                assert await answer(ws) == ("closed", 1007)
         finally:
             await ws.close()
         # The bystander is unaffected: it still gets a normal message.
@@ -129,9 +133,11 @@ async def test_fragmented_messages_are_put_back_together(server: ChatServer) -> 
             await ws.send(iter(parts), text=True)
             kind, body = await answer(ws)
             assert kind == "message" and body["chatMessage"] == text
-        # Bytes that are not UTF-8, split over fragments: 1007.
-        await ws.send(iter([b'{"chatMessage": "\xe6', b'\xff"}']), text=True)
-        assert await answer(ws) == ("closed", 1007)
+        # Bytes that are not UTF-8, split over fragments: 1007. (Not on the public path:
+        # Sanic's own reader decodes there, and cannot report it; README, Configuration.)
+        if server.app.ctx.wire.name == "fast":
+            await ws.send(iter([b'{"chatMessage": "\xe6', b'\xff"}']), text=True)
+            assert await answer(ws) == ("closed", 1007)
 
 
 async def test_random_frames_never_break_the_server(server: ChatServer) -> None:

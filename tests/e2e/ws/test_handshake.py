@@ -19,7 +19,7 @@ from ...conftest import ChatServer, auth, claims_for
 from .conftest import PATHS, assert_error_body, history, refused, works
 
 # Everything here runs with the in-process broker and with Redis.
-pytestmark = pytest.mark.every_broker
+pytestmark = [pytest.mark.every_broker, pytest.mark.every_ws_path]
 
 SECRET = "test-secret-" + "s" * 60  # long enough for HS512 as well
 

@@ -23,7 +23,7 @@ from .conftest import (
 )
 
 # Everything here runs with the in-process broker and with Redis.
-pytestmark = pytest.mark.every_broker
+pytestmark = [pytest.mark.every_broker, pytest.mark.every_ws_path]
 
 
 # --------------------------------------------------------------------------- frame size
@@ -199,5 +199,8 @@ class TestSlowConsumer:
             assert [m["ID"] for m in received] == [m["ID"] for m in sent]
             assert received == sent
             assert reader_user["ID"] not in left
-            # The stalled client, once it reads what was buffered, sees why: 1008.
-            assert await close_code(slow_ws) == 1008
+            # The stalled client, once it reads what was buffered, sees why: 1008. On the
+            # public path the close frame cannot be queued behind what the stalled
+            # socket has not read (Sanic's send() waits for it): the socket is dropped.
+            expected = 1008 if server.app.ctx.wire.name == "fast" else 1006
+            assert await close_code(slow_ws) == expected

@@ -1,0 +1,44 @@
+"""The internals adapter's start-up check: a missing internal means the public path."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from chatroom_server.web.internals import checks, choose_wire
+from chatroom_server.web.internals.fast import FastWire, wire_frames
+from chatroom_server.web.internals.public import PublicWire
+
+
+def test_everything_the_fast_path_needs_is_there_in_the_pinned_versions() -> None:
+    assert checks.missing_for_fast_path() == []
+    assert isinstance(choose_wire("auto"), FastWire)
+
+
+def test_a_missing_internal_is_named_once_and_the_public_api_taken(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As a new Sanic release without the frame assembler's `chunks` would look.
+    monkeypatch.setattr(checks, "ASSEMBLER_ATTRIBUTES", (*checks.ASSEMBLER_ATTRIBUTES, "gone"))
+    with caplog.at_level(logging.WARNING, logger="chatroom_server.web"):
+        wire = choose_wire("auto")
+    assert isinstance(wire, PublicWire) and wire.pings is None
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "WebsocketFrameAssembler.gone" in record.getMessage()
+    assert "public API" in record.getMessage()
+
+
+def test_off_forces_the_public_api_without_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="chatroom_server.web"):
+        wire = choose_wire("off")
+    assert isinstance(wire, PublicWire)
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_the_two_paths_encode_a_room_s_frames_once_each_their_own_way() -> None:
+    # Fast: complete unmasked text frames back to back (FIN + text opcode, length, data).
+    assert wire_frames(["hi", "yo"]) == b"\x81\x02hi\x81\x02yo"
+    assert FastWire.encode(["hi"]) == b"\x81\x02hi"
+    # Public: the texts themselves, for Sanic's send().
+    assert PublicWire.encode(["hi", "yo"]) == ("hi", "yo")
