@@ -199,7 +199,7 @@ def _describe(exc: ValidationError) -> str:
 #
 # The response models describe what the *_json functions below build (the OpenAPI
 # document and tests use them; the functions stay plain dicts, which is faster).
-# tests/test_openapi.py checks that each function's output validates against them.
+# tests/unit/test_protocol.py checks that each function's output validates against them.
 
 
 def _openapi_30(schema: dict[str, Any]) -> None:

@@ -42,3 +42,23 @@ def test_the_two_paths_encode_a_room_s_frames_once_each_their_own_way() -> None:
     assert FastWire.encode(["hi"]) == b"\x81\x02hi"
     # Public: the texts themselves, for Sanic's send().
     assert PublicWire.encode(["hi", "yo"]) == ("hi", "yo")
+
+
+def test_the_worker_manager_patch_names_what_a_release_lacks() -> None:
+    from sanic.worker.manager import WorkerManager
+
+    from chatroom_server.web.internals.workers import MANAGER_ATTRIBUTES, missing_in_manager
+
+    class Manager:  # as a release that renamed every attribute the patch uses would look
+        pass
+
+    assert missing_in_manager(Manager()) == [f"WorkerManager.{n}" for n in MANAGER_ATTRIBUTES]
+    # The methods the patch replaces are on Sanic's class itself (the rest are set
+    # per instance, and checked on the live manager before patching).
+    assert all(hasattr(WorkerManager, n) for n in ("wait_for_ack", "kill", "shutdown_signal"))
+
+
+def test_tortoise_still_takes_the_global_fallback() -> None:
+    from chatroom_server.web.internals import orm
+
+    assert orm.init_options() == {orm.GLOBAL_FALLBACK: True}
