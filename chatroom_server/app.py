@@ -32,9 +32,13 @@ from .web.openapi import setup_openapi
 
 log = logging.getLogger("chatroom_server")
 
+# At shutdown, how long close frames (and the frames queued before them) may take
+# to go out on the public websocket path; the fast path writes them at once.
+SHUTDOWN_CLOSE_WAIT = 8.0
+
 
 def create_app(settings: Settings, name: str = "chatroom_server") -> App:
-    wire = choose_wire(settings.internals)
+    wire = choose_wire(settings.internals, settings.ping_interval)
     store = make_store(settings.database_url, plan_batch)
     hub = Hub(wire.encode)
 
@@ -119,6 +123,7 @@ def _setup_lifecycle(app: App) -> None:
         # Close with 1001 ourselves: Sanic would otherwise close them with 1000.
         await app.ctx.keepalive.stop()
         await app.ctx.relay.stop()
+        await app.ctx.wire.wait_closed(SHUTDOWN_CLOSE_WAIT)
 
     @app.after_server_stop
     async def close_resources(app: App) -> None:

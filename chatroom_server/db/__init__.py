@@ -1,10 +1,12 @@
-"""The one Tortoise configuration, shared by the app, the CLI and migrations."""
+"""The one Tortoise configuration, shared by the app, the CLI and migrations.
+
+Tortoise is imported inside the functions: the store contract (store.py) is
+imported by the real-time layer, which must not load the ORM with it.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-
-from tortoise import Tortoise
 
 APP_LABEL = "chat"
 MODELS_MODULE = "chatroom_server.db.models"
@@ -66,11 +68,15 @@ async def open_database(
     database_url: str, background_checkpoints: bool = False, **init_options: Any
 ) -> None:
     """Open the ORM's connections; `init_options` go to Tortoise.init (see web/internals/orm.py)."""
+    from tortoise import Tortoise
+
     config = tortoise_config(database_url, background_checkpoints)
     await Tortoise.init(config=config, **init_options)
 
 
 async def close_database() -> None:
+    from tortoise import Tortoise
+
     await Tortoise.close_connections()
 
 
@@ -81,6 +87,7 @@ TORTOISE_ORM = tortoise_config("sqlite://:memory:")
 
 async def apply_migrations(database_url: str) -> list[str]:
     """Apply pending migrations; return the names applied (empty when up to date)."""
+    from tortoise import Tortoise
     from tortoise.migrations.api import migrate
 
     applied: list[str] = []
@@ -106,6 +113,7 @@ async def ping() -> None:
 
 async def pending_migrations(database_url: str) -> list[str]:
     """Names of migrations not yet applied to this database."""
+    from tortoise import Tortoise
     from tortoise.connection import get_connection
     from tortoise.migrations.executor import MigrationExecutor
 

@@ -63,6 +63,7 @@ class Connection:
         "close_code",
         "_held",
         "_replayed_up_to",
+        "_allowance",
     )
 
     def __init__(
@@ -85,6 +86,9 @@ class Connection:
         # Messages up to this ID were sent as a replay: live copies are dropped,
         # including ones the broker hands over after the replay ended.
         self._replayed_up_to = 0
+        # Frames of a replay still on their way: they do not count against
+        # queue_size (a replay is a bounded burst) until the peer has caught up.
+        self._allowance = 0
 
     @property
     def user_id(self) -> int:
@@ -134,6 +138,8 @@ class Connection:
                 self.transport.write(self.encode((text,)), 1)
             except ConnectionError:
                 self.state = State.CLOSING
+                return
+            self._allowance += 1
 
     def release(self, replayed_up_to: int) -> None:
         """Stop holding; live messages the replay already covered are dropped."""
@@ -149,8 +155,10 @@ class Connection:
             # The peer is gone; its handler notices on its next read.
             self.state = State.CLOSING
             return
-        if waiting > self.queue_size:
+        if waiting > self.queue_size + self._allowance:
             self._too_slow()
+        elif self._allowance and waiting <= self.queue_size:
+            self._allowance = 0  # the replay is through: the plain bound from now on
 
     def _too_slow(self) -> None:
         log.warning("closing slow connection: user=%s room=%s", self.user_id, self.room.id)

@@ -58,6 +58,10 @@ class Relay:
         self.room_check_interval = room_check_interval
         self.presence_ttl = presence_ttl
         self._sequencers: dict[int, Sequencer] = {}
+        # Rooms being opened here (subscribed, then their last seq read): a second
+        # connection waits for that before it reads a backlog, or it could miss a
+        # message committed meanwhile. True once open, False if opening failed.
+        self._opening: dict[int, asyncio.Future[bool]] = {}
         self._joining: dict[Connection, asyncio.Future[None]] = {}
         self._writes: set[asyncio.Future[tuple[Message, bool]]] = set()
         self._stopping = False
@@ -91,6 +95,7 @@ class Relay:
                 await self.presence_store.remove(self._entry(conn))
         for sequencer in self._sequencers.values():
             sequencer.close()
+        self._sequencers.clear()
         await self.presence_store.close()
         await self.broker.disconnect()
 
@@ -123,28 +128,46 @@ class Relay:
         room = conn.room
         # In the room before any await, so that nobody else's leave closes it meanwhile.
         if self.hub.add(conn):
-            sequencer = self._open_room(room)
-            try:
-                # Subscribe first, then read where the room is: nothing falls in between.
-                try:
-                    await self.broker.subscribe(room.id)
-                except Exception:
-                    # The broker keeps the room wanted and subscribes it when it is back,
-                    # then resyncs: the room works locally meanwhile.
-                    log.warning("could not subscribe room %s yet", room.id, exc_info=True)
-                sequencer.start(await self.store.last_seq(room.id))
-            except Exception:
-                log.exception("could not open room %s", room.id)
-                for other in self.hub.connections(room.id):
-                    other.close(CLOSE_INTERNAL, "internal error")
-                await self._drop(conn)
-                raise
+            await self._open(conn)
+        else:
+            opening = self._opening.get(room.id)
+            if opening is not None and not await asyncio.shield(opening):
+                raise StorageError("The room could not be opened; please try again.")
         try:
             first = await self.presence_store.add(self._entry(conn))
         except BrokerUnavailable:
             first = False  # presence is best effort; messages are not
         if first:
             await self._announce("join", room, conn.identity)
+
+    async def _open(self, conn: Connection) -> None:
+        """The room's first connection here: subscribe, then learn where the room is."""
+        room = conn.room
+        sequencer = self._open_room(room)
+        opening: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._opening[room.id] = opening
+        try:
+            # Subscribe first, then read where the room is: nothing falls in between.
+            try:
+                await self.broker.subscribe(room.id)
+            except Exception:
+                # The broker keeps the room wanted and subscribes it when it is back,
+                # then resyncs: the room works locally meanwhile.
+                log.warning("could not subscribe room %s yet", room.id, exc_info=True)
+            sequencer.start(await self.store.last_seq(room.id))
+            opening.set_result(True)
+            del self._opening[room.id]
+        except Exception:
+            log.exception("could not open room %s", room.id)
+            opening.set_result(False)
+            for other in self.hub.connections(room.id):
+                other.close(CLOSE_INTERNAL, "internal error")
+            # Until the room closes here, whoever else joins it is refused too.
+            await self._drop(conn)
+            raise
+        finally:
+            if not opening.done():  # cancelled: the shielded join cannot be, but be sure
+                opening.set_result(False)
 
     def _open_room(self, room: Room) -> Sequencer:
         store, hub, room_id = self.store, self.hub, room.id
@@ -185,6 +208,7 @@ class Relay:
         removed, closed = self.hub.remove(conn)
         if closed:
             room_id = conn.room.id
+            self._opening.pop(room_id, None)
             sequencer = self._sequencers.pop(room_id, None)
             if sequencer is not None:
                 sequencer.close()

@@ -29,6 +29,7 @@ class Sequencer:
         self.last: int | None = None  # None until start() knows where the room is
         self._held: dict[int, tuple[int, str]] = {}
         self._backfill: asyncio.Task[None] | None = None
+        self._closed = False
 
     def start(self, last: int) -> None:
         """The room's newest seq when this process began listening; older ones are history."""
@@ -36,17 +37,19 @@ class Sequencer:
         self._drain()
 
     def offer(self, seq: int, message_id: int, frame: str) -> None:
-        if self.last is not None and seq <= self.last:
+        if self._closed or (self.last is not None and seq <= self.last):
             return  # already delivered (a duplicate or a back-filled one)
         self._held[seq] = (message_id, frame)
         self._drain()
 
     def resync(self) -> None:
         """After the broker may have lost payloads: look in the database for newer ones."""
-        if self.last is not None and self._backfill is None:
+        if self.last is not None and self._backfill is None and not self._closed:
             self._backfill = asyncio.create_task(self._fill(), name="room-backfill")
 
     def close(self) -> None:
+        """The room closed here: hand on nothing more, and stop any back-fill."""
+        self._closed = True
         if self._backfill is not None:
             self._backfill.cancel()
             self._backfill = None
@@ -54,7 +57,7 @@ class Sequencer:
 
     def _drain(self, refill: bool = True) -> None:
         """Hand on every held message that is next in line; back-fill if a hole remains."""
-        if self.last is None:
+        if self.last is None or self._closed:
             return
         for seq in [s for s in self._held if s <= self.last]:
             del self._held[seq]

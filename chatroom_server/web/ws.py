@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from sanic import Blueprint, Request
 from sanic.exceptions import WebsocketClosed
-from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.exceptions import ConnectionClosed
 
 from .. import protocol
-from ..errors import BadRequest, Forbidden
+from ..errors import BadRequest, ChatError, Forbidden
 from ..realtime.connection import CLOSE_INTERNAL, CLOSE_INVALID_DATA, Connection, State
 from ..realtime.session import Session
 from ..services import rooms as room_service
 from .context import bearer_token, ctx_of
+
+if TYPE_CHECKING:
+    from sanic.server.websockets.impl import WebsocketImplProtocol
 
 bp = Blueprint("ws")
 log = logging.getLogger("chatroom_server.web")
@@ -73,10 +76,11 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
     wire.after_upgrade(ws)
     if since is not None:
         conn.hold()  # live frames wait behind the backlog
-    await ctx.relay.join(conn)
-    # Pings, and 1008 when the token expires: the connection lives no longer than it.
-    ctx.keepalive.add(conn, ws)
     try:
+        # Inside the try: a client gone during the join still leaves (see relay.leave).
+        await ctx.relay.join(conn)
+        # Pings, and 1008 when the token expires: the connection lives no longer than it.
+        ctx.keepalive.add(conn, ws)
         if since is not None:
             await ctx.relay.recover(conn, since)
         while conn.state is State.OPEN:
@@ -91,6 +95,9 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
         task = asyncio.current_task()
         if conn.state is State.OPEN or (task is not None and task.cancelling()):
             raise
+    except ChatError as exc:  # the room could not be opened, the database is away...
+        log.warning("websocket closed: room=%s code=%s", conn.room.id, exc.code)
+        conn.close(CLOSE_INTERNAL, "internal error")
     except Exception:
         log.exception("websocket handler failed: room=%s", conn.room.id)
         conn.close(CLOSE_INTERNAL, "internal error")

@@ -8,48 +8,17 @@ each through the store the server would choose for that URL.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import time
-from collections.abc import AsyncIterator
 
 import pytest
 
-from chatroom_server.db import close_database, open_database
-from chatroom_server.db.checkpoint import sqlite_path
-from chatroom_server.db.store import Draft, MessageStore, make_store
+from chatroom_server.db.store import Draft, MessageStore
 from chatroom_server.domain import Identity, Message
 from chatroom_server.errors import ChatError, NotFound, StorageError
 from chatroom_server.services import rooms as room_service
-from chatroom_server.services.messages import plan_batch
-from chatroom_server.services.throttle import LoginThrottle
-from chatroom_server.services.users import UserService
 from chatroom_server.services.writer import AfterCommit, MessageWriter
 
 from ..conftest import eventually
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[MessageStore]:
-    """The database, opened as the server opens it, and the store it would use."""
-    await open_database(database_url, background_checkpoints=sqlite_path(database_url) is not None)
-    chosen = make_store(database_url, plan_batch)
-    await chosen.open()
-    try:
-        yield chosen
-    finally:
-        await chosen.close()
-        await close_database()
-
-
-_authors = itertools.count(1)
-
-
-async def new_author() -> Identity:
-    """A new account in the open database, as the identity its token would carry."""
-    n = next(_authors)
-    users = UserService(bcrypt_rounds=4, throttle=LoginThrottle(failures=10, window=900))
-    user = await users.signup(f"author{n}", f"author{n}@example.com", "password1")
-    return Identity(user.id, user.user_name, user.email, int(time.time()) + 3600)
+from .conftest import new_author
 
 
 async def store_one(store: MessageStore, draft: Draft) -> Message:

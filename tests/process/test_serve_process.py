@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -125,13 +126,13 @@ async def test_json_logs_redact_tokens(tmp_path: Path, processes: list[ServeProc
         assert secret not in log
 
 
+@pytest.mark.parametrize("internals", ["auto", "off"], ids=["fast", "public"])
 async def test_sigterm_under_load_keeps_every_confirmed_message(
-    tmp_path: Path, processes: list[ServeProcess]
+    tmp_path: Path, processes: list[ServeProcess], internals: str
 ) -> None:
     url = f"sqlite://{tmp_path / 'load.sqlite3'}"
-    proc = ServeProcess(
-        url, tmp_path, env={"CHATROOM_WS_RATE": "1000", "CHATROOM_WS_BURST": "1000"}
-    )
+    env = {"CHATROOM_WS_RATE": "1000", "CHATROOM_WS_BURST": "1000", "CHATROOM_INTERNALS": internals}
+    proc = ServeProcess(url, tmp_path, env=env)
     processes.append(proc)
     await proc.ready()
     token, rid = await user_and_room(proc.base, "ld")

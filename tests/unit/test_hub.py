@@ -147,3 +147,40 @@ async def test_close_room_and_close_all_close_with_the_code_given_once() -> None
     hub.close_all(CLOSE_GOING_AWAY, "server shutting down")
     assert recorded(a).aborts == [(CLOSE_GOING_AWAY, "room deleted")]  # closed once
     assert recorded(c).aborts == [(CLOSE_GOING_AWAY, "server shutting down")]
+
+
+class QueueTransport(RecordingTransport):
+    """Reports every frame written as still waiting, as a queue nobody drains would."""
+
+    def write(self, data: Any, frames: int) -> int:
+        super().write(data, frames)
+        return sum(n for _, n in self.writes) - self.sent
+
+    sent = 0
+
+
+async def test_a_replay_is_a_burst_that_does_not_count_against_the_queue() -> None:
+    hub = Hub(encode)
+    conn = Connection(QueueTransport(), connection().identity, ROOM, 10, encode)
+    hub.add(conn)
+    conn.hold()
+    hub.push(ROOM.id, 30, "live 30")
+    await next_turn()
+    for i in range(25):  # a backlog longer than the queue, not yet on its way
+        conn.replay(f"backlog {i}")
+    conn.release(replayed_up_to=29)
+    assert conn.state is State.OPEN and recorded(conn).frames()[-1] == "live 30"
+    hub.push(ROOM.id, 31, "live 31")
+    await next_turn()
+    assert conn.state is State.OPEN  # 27 waiting: 25 of them the replay
+    transport = conn.transport
+    assert isinstance(transport, QueueTransport)
+    transport.sent = 25  # the peer read the backlog: from now on, the plain bound
+    hub.push(ROOM.id, 32, "live 32")
+    await next_turn()
+    assert conn.state is State.OPEN
+    for i in range(33, 45):
+        hub.push(ROOM.id, i, f"live {i}")
+        await next_turn()
+    assert conn.state is State.CLOSING
+    assert recorded(conn).aborts == [(CLOSE_POLICY, "too slow: outgoing queue full")]

@@ -67,3 +67,19 @@ def test_private_framework_attributes_are_used_only_in_the_internals_adapter() -
             continue
         text = path.read_text()
         assert not [name for name in private if name in text], path
+
+
+def test_importing_the_real_time_layer_loads_no_framework_or_driver() -> None:
+    """Not directly, and not through what it imports either (the db package, say)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, chatroom_server.realtime.relay, chatroom_server.realtime.session;"
+        "print(sorted({m.split('.')[0] for m in sys.modules}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    loaded = set(ast.literal_eval(result.stdout))
+    assert loaded & FRAMEWORKS == set()

@@ -55,3 +55,17 @@ async def test_sequencer_resync_picks_up_what_the_broker_lost() -> None:
         await asyncio.sleep(0)
     assert emitted == [10, 11]
     seq.close()
+
+
+async def test_a_closed_sequencer_hands_on_nothing_and_starts_no_backfill() -> None:
+    seq, emitted = make_sequencer([(1, 10), (2, 11), (3, 12)])
+    seq.start(0)
+    seq.offer(1, 10, "frame10")
+    seq.close()  # its room closed here (or the server is stopping)
+    seq.offer(2, 11, "frame11")
+    seq.offer(3, 12, "frame12")  # a hole would start a back-fill: not on a closed one
+    seq.resync()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert emitted == [10]
+    assert seq._backfill is None

@@ -67,12 +67,15 @@ class Wire(Protocol):
 
     def after_upgrade(self, ws: WebsocketImplProtocol) -> None: ...
 
+    async def wait_closed(self, timeout: float) -> None:
+        """At shutdown, after every socket was told to close: wait for that to be done."""
 
-def choose_wire(internals: str) -> Wire:
+
+def choose_wire(internals: str, ping_interval: float = 20.0) -> Wire:
     """The fast path when allowed ("auto") and everything it needs is there."""
     if internals == "off":
         log.info("websockets use Sanic's public API (CHATROOM_INTERNALS=off)")
-        return _public()
+        return _public(ping_interval)
     missing = missing_for_fast_path()
     if missing:
         log.warning(
@@ -80,13 +83,13 @@ def choose_wire(internals: str) -> Wire:
             "instead, which is slower; pin the versions in pyproject.toml to get them back",
             ", ".join(missing),
         )
-        return _public()
+        return _public(ping_interval)
     from .fast import FastWire
 
     return FastWire()
 
 
-def _public() -> Wire:
+def _public(ping_interval: float) -> Wire:
     from .public import PublicWire
 
-    return PublicWire()
+    return PublicWire(ping_interval)

@@ -4,10 +4,13 @@ Used when a release of Sanic, websockets or Tortoise no longer has an internal t
 fast path needs (see checks.py), or when CHATROOM_INTERNALS=off asks for it. It
 is slower: every connection that is sent frames gets a writer task that awaits
 `ws.send()` frame by frame, reading makes a task per message, and Sanic pings
-each socket from a task of its own. It keeps the same guarantees: a room's
-fan-out never waits for a socket (frames wait in the connection's own bounded
-queue), a reader too far behind is closed with 1008, and a server-side close
-wakes the handler at once.
+each socket from a task of its own. A room's fan-out still never waits for a
+socket (frames wait in the connection's own bounded queue), a reader too far
+behind is closed, and a server-side close wakes the handler once its close frame
+is out. Two things differ, both Sanic's: a stalled reader's close frame cannot be
+queued behind what it has not read (it sees the connection drop, 1006), and a
+text frame that is not UTF-8 fails Sanic's own reader task (no 1007; that socket
+is read no further).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ...realtime.connection import CLOSE_POLICY
@@ -28,18 +31,44 @@ log = logging.getLogger("chatroom_server.web")
 
 # How long a server-side close waits for the frames already queued to go out
 # first (not for a policy close: a kicked or too slow reader gets no more).
-CLOSE_DRAIN_TIMEOUT = 1.0
+CLOSE_DRAIN_TIMEOUT = 5.0
 # How long sending the close frame may take before the handler leaves anyway.
 CLOSE_SEND_TIMEOUT = 1.0
+# How long the handler's end waits for Sanic to finish reading the socket.
+READ_DRAIN_TIMEOUT = 5.0
+
+
+class Tasks:
+    """The tasks of every public-path socket: kept (asyncio holds only weak
+    references) and awaited at shutdown, so that close frames go out first."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def wait(self, timeout: float) -> None:
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in list(self._tasks):
+            task.cancel()
 
 
 class PublicTransport:
     """The hub's Transport over `await ws.send()`: a queue of texts and a writer task."""
 
-    __slots__ = ("ws", "queue", "writer", "open", "closed")
+    __slots__ = ("ws", "tasks", "send_timeout", "queue", "writer", "open", "closed")
 
-    def __init__(self, ws: WebsocketImplProtocol) -> None:
+    def __init__(self, ws: WebsocketImplProtocol, tasks: Tasks, send_timeout: float) -> None:
         self.ws = ws
+        self.tasks = tasks
+        # A peer that takes no frame for this long is stalled: Sanic's own keep-alive
+        # cannot ping it while our send() holds the socket, so this drops it instead.
+        self.send_timeout = send_timeout
         self.queue: deque[str] = deque()
         self.writer: asyncio.Task[None] | None = None
         self.open = True
@@ -51,13 +80,17 @@ class PublicTransport:
             raise ConnectionError("the websocket is closed")
         self.queue.extend(data)
         if self.writer is None:
-            self.writer = asyncio.create_task(self._send_queued(), name="websocket-writer")
+            self.writer = self.tasks.start(self._send_queued(), "websocket-writer")
         return len(self.queue)
 
     async def _send_queued(self) -> None:
         try:
             while self.queue:
-                await self.ws.send(self.queue.popleft())
+                await asyncio.wait_for(self.ws.send(self.queue.popleft()), self.send_timeout)
+        except TimeoutError:
+            log.info("closing websocket whose peer takes no frames")
+            self.writer = None
+            self.abort(CLOSE_POLICY, "too slow: the peer takes no frames")
         except Exception:
             # The peer is gone; its handler notices on its next read.
             self.open = False
@@ -69,7 +102,7 @@ class PublicTransport:
         if not self.open:
             return
         self.open = False
-        asyncio.create_task(self._close(code, reason), name="websocket-close")
+        self.tasks.start(self._close(code, reason), "websocket-close")
 
     async def _close(self, code: int, reason: str) -> None:
         writer = self.writer
@@ -90,11 +123,12 @@ class PublicTransport:
 class PublicReader:
     """Messages from `ws.recv()`; None once the server closed the connection."""
 
-    __slots__ = ("ws", "transport")
+    __slots__ = ("ws", "transport", "done")
 
     def __init__(self, ws: WebsocketImplProtocol, transport: PublicTransport) -> None:
         self.ws = ws
         self.transport = transport
+        self.done = False  # the client closed: recv() has nothing more
 
     async def get(self) -> str | bytes | None:
         closed = self.transport.closed
@@ -108,12 +142,26 @@ class PublicReader:
             recv.cancel()
             raise
         if recv.done():
-            return recv.result()  # CancelledError when the client closed, as Sanic's recv()
+            try:
+                return recv.result()  # CancelledError when the client closed, as Sanic's recv()
+            except BaseException:
+                self.done = True
+                raise
         recv.cancel()
         return None
 
     def close(self) -> None:
-        pass
+        """The handler is done. Frames the client still sends (before it answers our
+        close) would leave Sanic's reader task waiting for a recv() forever, holding
+        the socket: take them, for a while."""
+        if not self.done:
+            self.transport.tasks.start(self._drain(), "websocket-drain")
+
+    async def _drain(self) -> None:
+        with contextlib.suppress(BaseException):
+            async with asyncio.timeout(READ_DRAIN_TIMEOUT):
+                while True:
+                    await self.ws.recv()
 
 
 class PublicWire:
@@ -122,21 +170,28 @@ class PublicWire:
     name = "public"
     pings = None  # Sanic's own keep-alive pings every socket (app config)
 
+    def __init__(self, ping_interval: float) -> None:
+        self.send_timeout = 2 * ping_interval  # as long as Sanic gives a pong
+        self._tasks = Tasks()
+
     @staticmethod
     def encode(texts: Sequence[str]) -> tuple[str, ...]:
         return tuple(texts)
 
-    @staticmethod
-    def transport(ws: WebsocketImplProtocol) -> PublicTransport:
-        return PublicTransport(ws)
+    def transport(self, ws: WebsocketImplProtocol) -> PublicTransport:
+        return PublicTransport(ws, self._tasks, self.send_timeout)
 
     @staticmethod
     def reader(
         ws: WebsocketImplProtocol, transport: PublicTransport, on_bad_text: Callable[[], None]
     ) -> PublicReader:
-        # Sanic's own reader decodes text frames here (a bad one ends the connection).
+        # Sanic's own reader decodes text frames here; it cannot tell us of a bad one.
         return PublicReader(ws, transport)
 
     @staticmethod
     def after_upgrade(ws: WebsocketImplProtocol) -> None:
         pass
+
+    async def wait_closed(self, timeout: float) -> None:
+        """At shutdown: let the sockets' close frames (and what precedes them) go out."""
+        await self._tasks.wait(timeout)

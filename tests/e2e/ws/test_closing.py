@@ -5,15 +5,27 @@ pings unanswered, a peer that closed first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from typing import Any
 
 import jwt
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from chatroom_server.services import rooms as room_service
 
-from ...conftest import TIMEOUT, ChatServer, close_code, eventually, make_settings, start_server
+from ...conftest import (
+    TIMEOUT,
+    ChatServer,
+    close_code,
+    eventually,
+    make_settings,
+    recv_event,
+    recv_json,
+    start_server,
+)
 from .conftest import hub_user_ids, refused, works
 
 # Everything here runs with the in-process broker and with Redis.
@@ -79,8 +91,9 @@ async def test_deleting_a_room_closes_its_sockets_with_1001(server: ChatServer) 
 # --------------------------------------------------------------------------- shutdown
 
 
-async def test_server_shutdown_closes_sockets_with_1001(database_url: str) -> None:
-    srv, stop = await start_server(make_settings(database_url))
+@pytest.mark.parametrize("internals", ["auto", "off"], ids=["fast", "public"])
+async def test_server_shutdown_closes_sockets_with_1001(database_url: str, internals: str) -> None:
+    srv, stop = await start_server(make_settings(database_url, internals=internals))
     stopped = False
     try:
         _, token = await srv.signup()
@@ -94,6 +107,37 @@ async def test_server_shutdown_closes_sockets_with_1001(database_url: str) -> No
             codes = await asyncio.gather(close_code(ws1), close_code(ws2))
             await asyncio.wait_for(stopping, TIMEOUT)
             assert codes == [1001, 1001]
+    finally:
+        if not stopped:
+            await stop()
+
+
+@pytest.mark.parametrize("internals", ["auto", "off"], ids=["fast", "public"])
+async def test_a_reader_behind_at_shutdown_gets_every_stored_message_then_1001(
+    database_url: str, internals: str
+) -> None:
+    settings = make_settings(database_url, internals=internals, ws_rate=1000.0, ws_burst=1000)
+    srv, stop = await start_server(settings)
+    stopped = False
+    try:
+        _, token = await srv.signup()
+        rid = (await srv.create_room(token))["ID"]
+        async with srv.connect(rid, token) as reader, srv.connect(rid, token) as sender:
+            sent = []
+            for i in range(300):  # the reader reads none of these until the server stops
+                await sender.send(json.dumps({"chatMessage": f"m{i}"}))
+                sent.append((await recv_event(sender, "message"))["Body"]["ID"])
+            stopping = asyncio.create_task(stop())
+            stopped = True
+            got: list[int] = []
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    frame = await recv_json(reader)
+                    if frame["Event"] == "message":
+                        got.append(frame["Body"]["ID"])
+            await asyncio.wait_for(stopping, TIMEOUT)
+            assert got == sent
+            assert reader.close_code == 1001
     finally:
         if not stopped:
             await stop()
