@@ -26,7 +26,7 @@ from sanic import Sanic
 from websockets.asyncio.client import ClientConnection, connect
 
 from chatroom_server.app import create_app
-from chatroom_server.db import apply_migrations
+from chatroom_server.db import apply_migrations, close_database
 from chatroom_server.domain import Identity
 from chatroom_server.settings import Settings
 
@@ -202,9 +202,18 @@ async def start_server(settings: Settings) -> tuple[ChatServer, Callable[[], Any
         host="127.0.0.1", port=port, return_asyncio_server=True, access_log=False
     )
     assert srv is not None
-    await srv.startup()
-    await srv.before_start()
-    await srv.after_start()
+    try:
+        await srv.startup()
+        await srv.before_start()
+        await srv.after_start()
+    except BaseException:
+        # Whatever opened stays closed for the next test (Tortoise allows one global
+        # context: one failed start would fail every test after it).
+        with contextlib.suppress(Exception):
+            await srv.close()
+            await srv.after_stop()
+        await close_database()
+        raise
     server = ChatServer(app, port)
 
     async def stop() -> None:

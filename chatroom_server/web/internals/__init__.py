@@ -38,6 +38,10 @@ class Reader(Protocol):
     def close(self) -> None:
         """The handler is done with the socket."""
 
+    async def closing(self) -> None:
+        """Return once a close the server started has gone out (Sanic closes what is
+        left open, with 1000, when the handler returns)."""
+
 
 class Pings(Protocol):
     def add(self, conn: Connection, ws: WebsocketImplProtocol) -> None: ...

@@ -161,6 +161,9 @@ class Inbox:
         self._messages = None
         self._release()
 
+    async def closing(self) -> None:
+        pass  # the fast path writes its close frame at once (SanicTransport.abort)
+
     def _release(self) -> None:
         if self._paused:
             self._paused = False

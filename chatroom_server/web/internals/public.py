@@ -92,9 +92,11 @@ class PublicTransport:
             self.writer = None
             self.abort(CLOSE_POLICY, "too slow: the peer takes no frames")
         except Exception:
-            # The peer is gone; its handler notices on its next read.
+            # The peer is gone; its handler notices on its next read. Nothing to close.
             self.open = False
             self.queue.clear()
+            if not self.closed.done():
+                self.closed.set_result(None)
         finally:
             self.writer = None
 
@@ -156,6 +158,14 @@ class PublicReader:
         the socket: take them, for a while."""
         if not self.done:
             self.transport.tasks.start(self._drain(), "websocket-drain")
+
+    async def closing(self) -> None:
+        transport = self.transport
+        if not transport.open and not transport.closed.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(transport.closed), CLOSE_DRAIN_TIMEOUT + CLOSE_SEND_TIMEOUT
+                )
 
     async def _drain(self) -> None:
         with contextlib.suppress(BaseException):
