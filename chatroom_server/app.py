@@ -8,8 +8,7 @@ from sanic import Sanic
 from sanic_ext import Extend
 
 from . import __version__
-from .db import close_database, open_database
-from .db.checkpoint import sqlite_path
+from .db import close_database
 from .db.store import make_store
 from .logs import setup_logging
 from .pubsub import Broker, Deliver, Resync, make_broker
@@ -31,10 +30,6 @@ from .web.keepalive import Keepalive
 from .web.openapi import setup_openapi
 
 log = logging.getLogger("chatroom_server")
-
-# At shutdown, how long close frames (and the frames queued before them) may take
-# to go out on the public websocket path; the fast path writes them at once.
-SHUTDOWN_CLOSE_WAIT = 8.0
 
 
 def create_app(settings: Settings, name: str = "chatroom_server") -> App:
@@ -85,13 +80,7 @@ def create_served_app(settings: Settings) -> App:
 def _configure(app: App, settings: Settings) -> None:
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
     app.config.WEBSOCKET_MAX_SIZE = settings.max_frame_bytes
-    # Sanic annotates these as int but hands them to asyncio, which takes floats.
-    if app.ctx.wire.pings is not None:
-        # Our keep-alive pings every socket from one task (web/keepalive.py), not Sanic's.
-        app.config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]
-    else:
-        app.config.WEBSOCKET_PING_INTERVAL = settings.ping_interval  # type: ignore[assignment]
-        app.config.WEBSOCKET_PING_TIMEOUT = settings.ping_interval  # type: ignore[assignment]
+    app.ctx.wire.configure(app.config, settings.ping_interval)  # who pings the sockets
     # Access lines would carry ?jwt= tokens; we log our own events instead.
     app.config.ACCESS_LOG = False
     app.config.CORS_ORIGINS = settings.cors_origins
@@ -107,11 +96,7 @@ def _setup_lifecycle(app: App) -> None:
     @app.before_server_start
     async def open_resources(app: App) -> None:
         settings = app.ctx.settings
-        await open_database(
-            settings.database_url,
-            background_checkpoints=sqlite_path(settings.database_url) is not None,
-            **orm.init_options(),
-        )
+        await orm.open_database(settings.database_url)
         await app.ctx.store.open()
         secret = settings.jwt_secret or await shared_secret()
         app.ctx.tokens = TokenService(secret, settings.token_ttl)
@@ -123,7 +108,7 @@ def _setup_lifecycle(app: App) -> None:
         # Close with 1001 ourselves: Sanic would otherwise close them with 1000.
         await app.ctx.keepalive.stop()
         await app.ctx.relay.stop()
-        await app.ctx.wire.wait_closed(SHUTDOWN_CLOSE_WAIT)
+        await app.ctx.wire.wait_closed()
 
     @app.after_server_stop
     async def close_resources(app: App) -> None:

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+
+from sanic import Websocket
 
 from ..periodic import Periodic
 from ..realtime.connection import CLOSE_POLICY, Connection
 from .internals import Pings
-
-if TYPE_CHECKING:
-    from sanic.server.websockets.impl import WebsocketImplProtocol
 
 log = logging.getLogger("chatroom_server.web")
 
@@ -35,7 +33,7 @@ class Keepalive:
         self._next_ping = time.monotonic() + ping_interval
         self._periodic = Periodic("websocket-keepalive", self.tick, self._round, log)
 
-    def add(self, conn: Connection, ws: WebsocketImplProtocol) -> None:
+    def add(self, conn: Connection, ws: Websocket) -> None:
         self._conns[conn] = None
         if self.pings is not None:
             self.pings.add(conn, ws)

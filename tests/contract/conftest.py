@@ -8,19 +8,19 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chatroom_server.db import close_database, open_database
-from chatroom_server.db.checkpoint import sqlite_path
+from chatroom_server.db import close_database
 from chatroom_server.db.store import MessageStore, make_store
 from chatroom_server.domain import Identity
 from chatroom_server.services.messages import plan_batch
 from chatroom_server.services.throttle import LoginThrottle
 from chatroom_server.services.users import UserService
+from chatroom_server.web.internals import orm
 
 
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[MessageStore]:
     """The database, opened as the server opens it, and the store it would use."""
-    await open_database(database_url, background_checkpoints=sqlite_path(database_url) is not None)
+    await orm.open_database(database_url)
     chosen = make_store(database_url, plan_batch)
     await chosen.open()
     try:

@@ -23,6 +23,7 @@ from ...realtime.connection import Connection, Transport
 from .checks import missing_for_fast_path
 
 if TYPE_CHECKING:
+    from sanic.config import Config
     from sanic.server.websockets.impl import WebsocketImplProtocol
 
 log = logging.getLogger("chatroom_server.web")
@@ -71,7 +72,10 @@ class Wire(Protocol):
 
     def after_upgrade(self, ws: WebsocketImplProtocol) -> None: ...
 
-    async def wait_closed(self, timeout: float) -> None:
+    def configure(self, config: Config, ping_interval: float) -> None:
+        """Set Sanic's websocket keep-alive for this path."""
+
+    async def wait_closed(self) -> None:
         """At shutdown, after every socket was told to close: wait for that to be done."""
 
 

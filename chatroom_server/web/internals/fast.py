@@ -36,6 +36,7 @@ from ...realtime.connection import CLOSE_INTERNAL, Connection
 from .inbox import Inbox
 
 if TYPE_CHECKING:
+    from sanic.config import Config
     from sanic.server.websockets.impl import WebsocketImplProtocol
 
 log = logging.getLogger("chatroom_server.web")
@@ -204,5 +205,10 @@ class FastWire:
     def after_upgrade(ws: WebsocketImplProtocol) -> None:
         stop_http_timeouts(ws)
 
-    async def wait_closed(self, timeout: float) -> None:
+    @staticmethod
+    def configure(config: Config, ping_interval: float) -> None:
+        # Our keep-alive pings every socket from one task (web/keepalive.py), not Sanic's.
+        config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]
+
+    async def wait_closed(self) -> None:
         pass  # close frames are written at once, behind what is buffered

@@ -13,6 +13,9 @@ import inspect
 import logging
 from typing import Any
 
+from ...db import open_database as open_with
+from ...db.checkpoint import sqlite_path
+
 log = logging.getLogger("chatroom_server.web")
 
 GLOBAL_FALLBACK = "_enable_global_fallback"
@@ -26,3 +29,10 @@ def init_options() -> dict[str, Any]:
         return {GLOBAL_FALLBACK: True}
     log.warning("Tortoise.init has no %s: opening the database without it", GLOBAL_FALLBACK)
     return {}
+
+
+async def open_database(database_url: str) -> None:
+    """Open the ORM's connections as the server needs them (SQLite: WAL checkpoints
+    left to the store's checkpointer)."""
+    background = sqlite_path(database_url) is not None
+    await open_with(database_url, background_checkpoints=background, **init_options())

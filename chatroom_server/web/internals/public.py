@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ...realtime.connection import CLOSE_POLICY
 
 if TYPE_CHECKING:
+    from sanic.config import Config
     from sanic.server.websockets.impl import WebsocketImplProtocol
 
 log = logging.getLogger("chatroom_server.web")
@@ -36,6 +37,8 @@ CLOSE_DRAIN_TIMEOUT = 5.0
 CLOSE_SEND_TIMEOUT = 1.0
 # How long the handler's end waits for Sanic to finish reading the socket.
 READ_DRAIN_TIMEOUT = 5.0
+# At shutdown, how long close frames (and the frames queued before them) may take.
+SHUTDOWN_WAIT = CLOSE_DRAIN_TIMEOUT + CLOSE_SEND_TIMEOUT + 2.0
 
 
 class Tasks:
@@ -202,6 +205,12 @@ class PublicWire:
     def after_upgrade(ws: WebsocketImplProtocol) -> None:
         pass
 
-    async def wait_closed(self, timeout: float) -> None:
+    @staticmethod
+    def configure(config: Config, ping_interval: float) -> None:
+        # Sanic's own keep-alive, a task per socket (annotated int; asyncio takes floats).
+        config.WEBSOCKET_PING_INTERVAL = ping_interval  # type: ignore[assignment]
+        config.WEBSOCKET_PING_TIMEOUT = ping_interval  # type: ignore[assignment]
+
+    async def wait_closed(self) -> None:
         """At shutdown: let the sockets' close frames (and what precedes them) go out."""
-        await self._tasks.wait(timeout)
+        await self._tasks.wait(SHUTDOWN_WAIT)
