@@ -73,6 +73,13 @@ async def main(args: argparse.Namespace) -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "CHATROOM_BCRYPT_ROUNDS": "4", "CHATROOM_WS_RATE": "50"}
+    # One address, many clients: lift the per-address and per-user limits.
+    env.update(
+        CHATROOM_SIGNUP_IP_RATE="1000000",
+        CHATROOM_ROOM_CREATE_RATE="1000000",
+        CHATROOM_IP_CONNECTIONS="1000000",
+        CHATROOM_USER_CONNECTIONS="1000000",
+    )
     server = subprocess.Popen(  # noqa: ASYNC220 (started once, before any client)
         [sys.executable, "-m", "chatroom_server", "serve", "--port", str(port),
          "--database-url", f"sqlite://{work / 'soak.sqlite3'}", "--log-level", "WARNING"],

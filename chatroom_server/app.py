@@ -12,20 +12,23 @@ from .db import close_database
 from .db.store import make_store
 from .logs import setup_logging
 from .pubsub import Broker, Deliver, Resync, make_broker
+from .pubsub.limits import make_limits
 from .pubsub.presence import make_presence
 from .realtime.hub import Hub
 from .realtime.relay import Relay
+from .realtime.revocations import Revocations
 from .security import TokenService
 from .services import rooms as room_service
+from .services.limits import AbuseLimits, LimitSettings
 from .services.messages import plan_batch
 from .services.secrets import shared_secret
-from .services.throttle import LoginThrottle
+from .services.sessions import SessionService
 from .services.users import UserService
 from .settings import Settings
 from .web import auth, ops, rooms, static, ws
 from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
-from .web.internals import choose_wire, orm
+from .web.internals import choose_protocol, choose_wire, orm
 from .web.keepalive import Keepalive
 from .web.openapi import setup_openapi
 
@@ -49,11 +52,32 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         settings.room_check_interval,
         presence_ttl=settings.presence_ttl,
     )
+    sessions = SessionService(
+        settings.token_ttl,
+        cache_seconds=settings.session_cache_seconds,
+        recheck=settings.session_recheck,
+        healthy=lambda: relay.broker.healthy,
+    )
+    revocations = Revocations(
+        hub,
+        sessions,
+        relay.publish_control,
+        lambda: relay.broker.healthy,
+        settings.session_recheck,
+        sweep_every=settings.session_cache_seconds,
+    )
+    relay.control = revocations
+    sessions.announce_with(revocations.announce)
+    limits = AbuseLimits(
+        make_limits(settings.redis_url, settings.redis_prefix),
+        LimitSettings.of(settings),
+    )
     ctx = Ctx(
         settings=settings,
-        users=UserService(
-            settings.bcrypt_rounds, LoginThrottle(settings.login_failures, settings.login_window)
-        ),
+        users=UserService(settings.bcrypt_rounds, limits),
+        limits=limits,
+        sessions=sessions,
+        revocations=revocations,
         wire=wire,
         store=store,
         hub=hub,
@@ -79,8 +103,12 @@ def create_served_app(settings: Settings) -> App:
 
 def _configure(app: App, settings: Settings) -> None:
     app.config.REQUEST_MAX_SIZE = settings.max_body_bytes
+    if settings.proxies_count:
+        # Then request.remote_addr is the client X-Forwarded-For names (web.context.client_ip).
+        app.config.PROXIES_COUNT = settings.proxies_count
     app.config.WEBSOCKET_MAX_SIZE = settings.max_frame_bytes
     app.ctx.wire.configure(app.config, settings.ping_interval)  # who pings the sockets
+    app.ctx.http_protocol = choose_protocol(settings.internals, app.config, settings.header_timeout)
     # Access lines would carry ?jwt= tokens; we log our own events instead.
     app.config.ACCESS_LOG = False
     app.config.CORS_ORIGINS = settings.cors_origins
@@ -101,14 +129,19 @@ def _setup_lifecycle(app: App) -> None:
         secret = settings.jwt_secret or await shared_secret()
         app.ctx.tokens = TokenService(secret, settings.token_ttl)
         await app.ctx.relay.start()
+        app.ctx.revocations.start()
+        app.ctx.limits.start()
         app.ctx.keepalive.start()
 
     @app.before_server_stop
     async def close_sockets(app: App) -> None:
         # Close with 1001 ourselves: Sanic would otherwise close them with 1000.
         await app.ctx.keepalive.stop()
+        await app.ctx.revocations.stop()
         await app.ctx.relay.stop()
         await app.ctx.wire.wait_closed()
+        # After the sockets: their handlers give their connection slots back first.
+        await app.ctx.limits.stop()
 
     @app.after_server_stop
     async def close_resources(app: App) -> None:

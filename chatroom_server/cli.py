@@ -33,6 +33,39 @@ database_option = click.option(
 )
 
 
+def limit_option(name: str, kind: type, default: str, meaning: str) -> Any:
+    """A `serve` flag for one limit setting, naming its environment variable."""
+    env = "CHATROOM_" + name.upper()
+    return click.option(
+        "--" + name.replace("_", "-"),
+        type=kind,
+        default=None,
+        help=f"{meaning} (env {env}; default {default}).",
+    )
+
+
+# SPEC section 11; shared by every worker and host when Redis is configured.
+ABUSE_LIMITS = (
+    limit_option("user_connections", int, "20", "Open websockets per user, on all hosts"),
+    limit_option("ip_connections", int, "500", "Open websockets per client address"),
+    limit_option("user_rate", float, "20", "Messages a second per user, across their sockets"),
+    limit_option("user_burst", int, "40", "Messages at once per user, across their sockets"),
+    limit_option("login_ip_rate", int, "30", "Login attempts a minute per client address"),
+    limit_option("signup_ip_rate", int, "10", "Signups an hour per client address"),
+    limit_option("room_create_rate", int, "20", "Rooms created an hour per user"),
+    limit_option(
+        "proxies_count", int, "0", "Trusted proxies in front: the client address is then "
+        "taken from X-Forwarded-For"
+    ),
+)  # fmt: skip
+
+
+def with_abuse_limits(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(ABUSE_LIMITS):
+        command = option(command)
+    return command
+
+
 def fail(message: str) -> None:
     click.echo(f"Error: {message}", err=True)
     sys.exit(1)
@@ -111,6 +144,13 @@ def main() -> None:
     default=None,
     help="text, or one JSON object a line (env CHATROOM_LOG_FORMAT).",
 )
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve /metrics on this port instead of the public one (env CHATROOM_METRICS_PORT).",
+)
+@with_abuse_limits
 def serve(no_migrate: bool, **flags: Any) -> None:
     """Start the server (applies pending migrations first)."""
     settings = load_settings(**flags)
@@ -123,16 +163,18 @@ def serve(no_migrate: bool, **flags: Any) -> None:
         for name in migrate_database(settings.database_url):
             click.echo(f"Applied migration {name}")
     _preflight(settings)
-    with _metrics_directory(settings.workers):
+    # Workers in processes of their own (several, or --dev's reloader): their figures
+    # meet in prometheus-client's multiprocess directory.
+    with _metrics_directory(settings.workers > 1 or settings.dev):
         _run_server(settings)
 
 
 @contextlib.contextmanager
-def _metrics_directory(workers: int) -> Iterator[None]:
-    """Several workers: prometheus-client's multiprocess mode, in a fresh directory."""
+def _metrics_directory(several: bool) -> Iterator[None]:
+    """Worker processes: prometheus-client's multiprocess mode, in a fresh directory."""
     from .metrics import MULTIPROC_ENV
 
-    if workers == 1 or os.environ.get(MULTIPROC_ENV):
+    if not several or os.environ.get(MULTIPROC_ENV):
         yield
         return
     with tempfile.TemporaryDirectory(prefix="chatroom-metrics-") as path:
@@ -167,6 +209,7 @@ def _run_server(settings: Settings) -> None:
     from sanic.worker.loader import AppLoader
 
     from .app import create_served_app
+    from .metrics_port import start_metrics_server
     from .web.internals.workers import serve_with_manager
 
     # Every worker process rebuilds the app the same way from the same settings.
@@ -175,6 +218,11 @@ def _run_server(settings: Settings) -> None:
     # One worker runs in this process: no manager process, and SIGTERM reaches
     # the server directly. More workers (or --dev's reloader) need the manager.
     single = settings.workers == 1 and not settings.dev
+    if settings.metrics_port is not None:
+        try:
+            start_metrics_server(settings.host, settings.metrics_port, settings.metrics_token)
+        except OSError as exc:
+            fail(f"Cannot listen on {settings.host}:{settings.metrics_port}: {exc.strerror or exc}")
     try:
         app.prepare(
             host=settings.host,
@@ -184,6 +232,7 @@ def _run_server(settings: Settings) -> None:
             access_log=False,
             motd=settings.dev,
             single_process=single,
+            protocol=app.ctx.http_protocol,  # the header deadline (web/internals)
         )
         if single:
             Sanic.serve_single(primary=app)

@@ -46,6 +46,43 @@ class Identity:
     user_name: str
     email: str
     expires_at: int  # unix seconds
+    # The session the token belongs to (its `sid`); None for a token issued before
+    # sessions existed, which stands until it expires or the user ends all sessions.
+    session_id: str | None = None
+    issued_at: int = 0  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """Sessions that just ended, as every process hears of them.
+
+    With `session_id`, that one session; without, every session of the user but
+    `keep` (and the user's tokens without a session): logout-all, a password
+    change, a deactivated account.
+    """
+
+    user_id: int
+    session_id: str | None = None
+    keep: str | None = None
+    # Only the user's tokens without a session (a logout with such a token).
+    legacy_only: bool = False
+
+    def ends(self, user_id: int, session_id: str | None) -> bool:
+        if user_id != self.user_id:
+            return False
+        if self.legacy_only:
+            return session_id is None
+        if self.session_id is not None:
+            return session_id == self.session_id
+        return session_id is None or session_id != self.keep
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    id: str
+    created_at: datetime
+    last_seen_at: datetime
+    user_agent: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ workers. Labelled children used on the hot path are bound here, once.
 
 from __future__ import annotations
 
+import hmac
 import os
 
 from prometheus_client import (
@@ -49,17 +50,37 @@ COMMIT_BATCH = Histogram(
     "Messages stored per database commit (group commit).",
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+HEADER_TIMEOUTS = Counter(
+    "chatroom_http_header_timeouts",
+    "Connections dropped because their request headers missed CHATROOM_HEADER_TIMEOUT.",
+)
 HTTP_REQUESTS = Counter(
     "chatroom_http_requests", "HTTP requests by route and status.", ["route", "status"]
 )
 
 
-def render() -> tuple[bytes, str]:
-    """The exposition text, aggregated over workers in multiprocess mode."""
+def registry() -> CollectorRegistry:
+    """What /metrics shows: every worker's figures in multiprocess mode, else this process's."""
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
 
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(DEFAULT_REGISTRY), CONTENT_TYPE_LATEST
+        aggregated = CollectorRegistry()
+        multiprocess.MultiProcessCollector(aggregated)  # type: ignore[no-untyped-call]
+        return aggregated
+    return DEFAULT_REGISTRY
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text, aggregated over workers in multiprocess mode."""
+    return generate_latest(registry()), CONTENT_TYPE_LATEST
+
+
+def token_allows(authorization: str | None, token: str | None) -> bool:
+    """Whether an Authorization header value carries `token` as Bearer (always, when
+    no token is configured). Compared in constant time: no timing hints about it."""
+    if token is None:
+        return True
+    scheme, _, given = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        given.strip().encode(), token.encode()
+    )

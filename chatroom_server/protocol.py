@@ -17,8 +17,9 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from .domain import HistoryPage, Message, Presence, Room, User
+from .domain import HistoryPage, Message, Presence, Revocation, Room, SessionInfo, User
 from .errors import BadRequest, InvalidMessage
+from .names import refused_character
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -52,9 +53,11 @@ def timestamp(value: datetime | None) -> str | None:
     """RFC 3339 in UTC with a Z suffix and microseconds, as the Go server wrote them."""
     if value is None:
         return None
-    if value.tzinfo is not None:
+    if value.tzinfo is not None and value.utcoffset():
         value = value.astimezone(UTC)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is C and zero-pads the year, so the first 26 characters are always
+    # the date and time to the microsecond (strftime took 3x as long: room lists).
+    return value.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 # --------------------------------------------------------------------------- REST in
@@ -108,6 +111,13 @@ def _check_password(value: str) -> str:
     return value
 
 
+def _check_password_length(value: str) -> str:
+    """An existing password: any length bcrypt can take (no minimum: never a hint)."""
+    if len(value.encode("utf-8")) > PASSWORD_MAX_BYTES:
+        raise ValueError(f"must be at most {PASSWORD_MAX_BYTES} bytes long (UTF-8)")
+    return value
+
+
 def _check_name(value: str, limit: int) -> str:
     value = value.strip()
     if not 1 <= len(value) <= limit:
@@ -133,7 +143,14 @@ class SignupRequest(_Request):
     @field_validator("user_name")
     @classmethod
     def _user_name(cls, value: str) -> str:
-        return _check_name(value, USER_NAME_MAX)
+        value = _check_name(value, USER_NAME_MAX)
+        refused = refused_character(value)
+        if refused:
+            raise ValueError(
+                f"must not contain control, format, line or paragraph separator, private-use"
+                f" or unassigned characters ({refused})"
+            )
+        return value
 
     _email = field_validator("email")(_check_email)
     _password = field_validator("password")(_check_password)
@@ -151,12 +168,7 @@ class LoginRequest(_Request):
             raise ValueError(f"must be at most {EMAIL_MAX} characters")
         return value.strip().lower()
 
-    @field_validator("password")
-    @classmethod
-    def _password(cls, value: str) -> str:
-        if len(value.encode("utf-8")) > PASSWORD_MAX_BYTES:
-            raise ValueError(f"must be at most {PASSWORD_MAX_BYTES} bytes long (UTF-8)")
-        return value
+    _password = field_validator("password")(_check_password_length)
 
 
 class CreateRoomRequest(_Request):
@@ -166,6 +178,14 @@ class CreateRoomRequest(_Request):
     @classmethod
     def _name(cls, value: str) -> str:
         return _check_name(value, ROOM_NAME_MAX)
+
+
+class PasswordChangeRequest(_Request):
+    oldPassword: str = _doc(maxLength=PASSWORD_MAX_BYTES)
+    newPassword: str = _doc(minLength=PASSWORD_MIN_BYTES, maxLength=PASSWORD_MAX_BYTES)
+
+    _old = field_validator("oldPassword")(_check_password_length)
+    _new = field_validator("newPassword")(_check_password)
 
 
 class RoomMessagesRequest(_Request):
@@ -234,6 +254,20 @@ class AuthResponse(_Response):
     token: str = Field(description="HS256 JWT to send as `Authorization: Bearer <token>`.")
 
 
+class SessionOut(_Response):
+    id: str
+    createdAt: Timestamp
+    lastSeenAt: Timestamp = Field(
+        description="When a server last checked this session (to within a minute or so)."
+    )
+    userAgent: str | None
+    current: bool = Field(description="Whether this is the session of the token asking.")
+
+
+class SessionsResponse(_Response):
+    sessions: list[SessionOut]
+
+
 class RoomOut(_Response):
     ID: int
     CreatedAt: Timestamp
@@ -247,7 +281,16 @@ class CreatedRoomResponse(_Response):
 
 
 class RoomsResponse(_Response):
-    chatRooms: list[RoomOut] = Field(description="Every room, by ID ascending.")
+    chatRooms: list[RoomOut] = Field(
+        description="Every room by ID ascending; with `limit` or `after`, one page of them."
+    )
+    nextAfter: int | None = Field(
+        default=None,
+        description=(
+            "With `limit` or `after`: the `after` of the next page (the last ID of this"
+            " one), or null when this is the last page. Absent without them."
+        ),
+    )
 
 
 class MessageOut(_Response):
@@ -305,9 +348,10 @@ class NotReadyResponse(_Response):
 # What each error status means, for the OpenAPI document.
 ERROR_STATUSES = {
     400: "Malformed JSON or a failed validation; the message names the field.",
-    401: "Missing, invalid or expired token; or wrong login credentials.",
-    404: "Unknown or deleted room.",
-    409: "An account with this email already exists.",
+    401: "Missing, invalid or expired token, or its session ended; or wrong login credentials.",
+    403: "Not allowed (a wrong current password, a refused origin).",
+    404: "Unknown or deleted room (or session).",
+    409: "An account with this email, or a user name that looks the same, already exists.",
     413: "The request body is too large.",
     429: "Too many attempts; retry after `Retry-After` seconds.",
     503: "The database is unavailable.",
@@ -329,6 +373,21 @@ def auth_json(user: User, token: str) -> dict[str, Any]:
     return {"user": user_json(user), "token": token}
 
 
+def sessions_json(sessions: list[SessionInfo], current: str | None) -> dict[str, Any]:
+    return {
+        "sessions": [
+            {
+                "id": s.id,
+                "createdAt": timestamp(s.created_at),
+                "lastSeenAt": timestamp(s.last_seen_at),
+                "userAgent": s.user_agent,
+                "current": s.id == current,
+            }
+            for s in sessions
+        ]
+    }
+
+
 def room_json(room: Room) -> dict[str, Any]:
     return {
         "ID": room.id,
@@ -345,6 +404,22 @@ def created_room_json(room: Room) -> dict[str, Any]:
 
 def rooms_json(rooms: list[Room]) -> dict[str, Any]:
     return {"chatRooms": [room_json(room) for room in rooms]}
+
+
+ROOM_PAGE_MAX = 1000
+
+# ROOM's keys in room_json's order, for the list the database builds as JSON itself
+# (db/room_list.py): the ID, created, updated, deleted and the name.
+ROOM_KEYS = ("ID", "CreatedAt", "UpdatedAt", "DeletedAt", "name")
+
+
+def room_list_body(array: str, paged: bool, next_after: int | None = None) -> bytes:
+    """The room list around a JSON array of ROOMs that the database built with
+    ROOM_KEYS (db/room_list.py); `nextAfter` only when the caller asked for a page."""
+    if not paged:
+        return b'{"chatRooms":' + array.encode() + b"}"
+    after = b"null" if next_after is None else str(next_after).encode()
+    return b'{"chatRooms":' + array.encode() + b',"nextAfter":' + after + b"}"
 
 
 def message_json(message: Message) -> dict[str, Any]:
@@ -509,3 +584,26 @@ def parse_bus(payload: str) -> BusItem:
     if kind != "m":
         raise ValueError(f"unknown kind {kind!r}")
     return BusItem(int(seq), int(message_id), frame)
+
+
+# The control room (pubsub.CONTROL_ROOM) carries revocations, one per payload:
+#   "r <user ID> <session ID or -> <session kept or ->"   sessions ended
+#   "l <user ID> - -"                                       tokens without a session ended
+
+
+def bus_revocation(revocation: Revocation) -> str:
+    kind = "l" if revocation.legacy_only else "r"
+    return f"{kind} {revocation.user_id} {revocation.session_id or '-'} {revocation.keep or '-'}"
+
+
+def parse_revocation(payload: str) -> Revocation:
+    """Decode a control payload; raise ValueError if it is not a revocation."""
+    kind, user_id, session_id, keep = payload.split(" ")
+    if kind not in ("r", "l"):
+        raise ValueError(f"unknown kind {kind!r}")
+    return Revocation(
+        int(user_id),
+        None if session_id == "-" else session_id,
+        None if keep == "-" else keep,
+        legacy_only=kind == "l",
+    )

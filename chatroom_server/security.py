@@ -17,6 +17,7 @@ from .errors import Unauthorized
 
 ALGORITHM = "HS256"
 INVALID_TOKEN = "The token is missing, invalid or expired."
+MAX_SESSION_ID = 32
 
 
 def _hash(password: str, rounds: int) -> str:
@@ -59,9 +60,9 @@ class TokenService:
     def __repr__(self) -> str:
         return f"TokenService(secret=***, ttl={self.ttl})"
 
-    def issue(self, user: User, now: float | None = None) -> str:
+    def issue(self, user: User, session_id: str | None = None, now: float | None = None) -> str:
         issued = int(time.time() if now is None else now)
-        claims = {
+        claims: dict[str, object] = {
             "sub": str(user.id),
             "UserID": user.id,
             "UserName": user.user_name,
@@ -69,6 +70,8 @@ class TokenService:
             "iat": issued,
             "exp": issued + self.ttl,
         }
+        if session_id is not None:
+            claims["sid"] = session_id
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
     def verify(self, token: str | None) -> Identity:
@@ -85,8 +88,15 @@ class TokenService:
             user_id = int(claims["sub"])
             user_name = claims.get("UserName")
             email = claims.get("Email")
+            session_id = claims.get("sid")
             if not isinstance(user_name, str) or not isinstance(email, str):
                 raise ValueError("claims")
-            return Identity(user_id, user_name, email, int(claims["exp"]))
+            if session_id is not None and not (
+                isinstance(session_id, str) and 0 < len(session_id) <= MAX_SESSION_ID
+            ):
+                raise ValueError("sid")
+            return Identity(
+                user_id, user_name, email, int(claims["exp"]), session_id, int(claims["iat"])
+            )
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
             raise Unauthorized(INVALID_TOKEN) from None

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,21 +41,43 @@ class Settings:
     max_body_bytes: int = 1048576
     login_failures: int = 10
     login_window: int = 900
+    # Abuse limits of SPEC section 11; shared by every worker and host with Redis.
+    user_connections: int = 20
+    ip_connections: int = 500
+    user_rate: float = 20.0
+    user_burst: int = 40
+    login_ip_rate: int = 30  # a minute
+    signup_ip_rate: int = 10  # an hour
+    room_create_rate: int = 20  # an hour
+    # Trusted proxies in front (Sanic's PROXIES_COUNT): the client IP is then taken
+    # from X-Forwarded-For; 0 means none, the TCP peer is the client.
+    proxies_count: int = 0
     ping_interval: float = 20.0
     presence_ttl: int = 30
     log_level: str = "INFO"
     log_format: str = "text"
+    # How long a process trusts a checked session (revocations reach it sooner,
+    # through the broker), and, while Redis is away, the bound on staleness: cached
+    # answers are re-read and open sockets re-checked this often.
+    session_cache_seconds: float = 60.0
+    session_recheck: float = 5.0
     # How often a process looks for deleted rooms that still have open sockets.
     room_check_interval: float = 2.0
     # "auto": websockets take the fast path through Sanic's internals when they are
     # all there (web/internals); "off": Sanic's public API only, slower.
     internals: str = "auto"
+    # Seconds a request's headers (or a new connection's first byte) may take.
+    header_timeout: float = 10.0
+    # A port of its own for /metrics (then 404 on the public port); None: the public one.
+    metrics_port: int | None = None
+    # When set, /metrics requires it as a Bearer token.
+    metrics_token: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         parts = []
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "jwt_secret" and value is not None:
+            if f.name in ("jwt_secret", "metrics_token") and value is not None:
                 value = "***"
             elif f.name in ("database_url", "redis_url") and value:
                 value = mask_url(value)
@@ -94,11 +117,23 @@ class Settings:
             "max_body_bytes",
             "login_failures",
             "login_window",
+            "user_connections",
+            "ip_connections",
+            "user_rate",
+            "user_burst",
+            "login_ip_rate",
+            "signup_ip_rate",
+            "room_create_rate",
             "ping_interval",
             "presence_ttl",
             "room_check_interval",
+            "session_cache_seconds",
+            "session_recheck",
+            "header_timeout",
         ):
             positive(name)
+        if self.proxies_count < 0:
+            raise ConfigError("CHATROOM_PROXIES_COUNT must be zero or more.")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("The log level must be one of DEBUG, INFO, WARNING, ERROR.")
         if self.log_format not in ("text", "json"):
@@ -109,6 +144,12 @@ class Settings:
             raise ConfigError("CHATROOM_BCRYPT_ROUNDS must be between 4 and 31.")
         if self.port > 65535:
             raise ConfigError("The port must be between 1 and 65535.")
+        if self.metrics_port is not None and not 1 <= self.metrics_port <= 65535:
+            raise ConfigError("CHATROOM_METRICS_PORT must be between 1 and 65535.")
+        if self.metrics_port is not None and self.metrics_port == self.port:
+            raise ConfigError("CHATROOM_METRICS_PORT must differ from the public port.")
+        if self.metrics_token is not None and len(self.metrics_token) < 16:
+            raise ConfigError("CHATROOM_METRICS_TOKEN must be at least 16 characters long.")
         scheme = self.database_url.split("://", 1)[0]
         if scheme not in ("sqlite", "postgres", "postgresql", "asyncpg"):
             raise ConfigError(
@@ -139,7 +180,7 @@ def _env_name(name: str) -> str:
 
 
 def _convert(name: str, annotation: Any, raw: str) -> Any:
-    kind = str(annotation)
+    kind = str(annotation).removesuffix(" | None")
     try:
         if kind == "bool":
             lowered = raw.strip().lower()
@@ -158,10 +199,15 @@ def _convert(name: str, annotation: Any, raw: str) -> Any:
 
 
 def mask_url(url: str) -> str:
-    """Hide the password of a URL such as postgres://user:secret@host/db."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    userinfo, _, hostpart = rest.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{hostpart}" if ":" in userinfo else url
+    """Hide the password of a URL such as postgres://user:secret@host/db, and a
+    `password=` query value (redis-py and asyncpg both take one there)."""
+    url, sep, query = url.partition("?")
+    if sep:
+        query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", query)
+    scheme, sep_, rest = url.partition("://")
+    if sep_ and "@" in rest:
+        userinfo, _, hostpart = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        if ":" in userinfo:
+            url = f"{scheme}://{user}:***@{hostpart}"
+    return f"{url}{sep}{query}"

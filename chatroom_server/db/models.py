@@ -9,11 +9,20 @@ from tortoise.models import Model
 class UserRow(Model):
     id = fields.BigIntField(primary_key=True)
     user_name = fields.CharField(max_length=64)
+    # names.name_key(user_name): two names that look alike share it, and the unique
+    # index refuses the second. NULL for duplicates that existed before 0003 (NULLs
+    # never collide), so an upgrade renames nobody.
+    name_key = fields.CharField(max_length=64, null=True, unique=True)
     email = fields.CharField(max_length=254, unique=True)
     password_hash = fields.CharField(max_length=128)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
     deleted_at = fields.DatetimeField(null=True)
+    # Set by an administrator: every token of the user is refused while it is.
+    deactivated_at = fields.DatetimeField(null=True)
+    # Tokens without a session (issued before sessions existed) that were issued
+    # before this moment are refused: logout-all and a password change set it.
+    tokens_valid_after = fields.DatetimeField(null=True)
 
     class Meta:
         table = "users"
@@ -61,6 +70,26 @@ class MessageRow(Model):
         indexes = (("room_id", "id"),)
         # A resend with the same clientMessageId stores nothing new, on every host.
         unique_together = (("room", "user", "client_message_id"), ("room", "seq"))
+
+
+class SessionRow(Model):
+    """A login: the token's `sid`. Ended sessions stay (ended_at set) until pruned."""
+
+    id = fields.CharField(max_length=32, primary_key=True)
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "chat.UserRow", related_name="sessions", on_delete=fields.CASCADE, db_index=True
+    )
+    created_at = fields.DatetimeField(auto_now_add=True)
+    last_seen_at = fields.DatetimeField()
+    # The expiry of the newest token of this session (a refresh moves it).
+    expires_at = fields.DatetimeField()
+    ended_at = fields.DatetimeField(null=True)
+    user_agent = fields.CharField(max_length=256, null=True)
+
+    user_id: int
+
+    class Meta:
+        table = "sessions"
 
 
 class ServerSecret(Model):

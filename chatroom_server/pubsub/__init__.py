@@ -15,6 +15,10 @@ from typing import Protocol
 from ..errors import ChatError
 
 Deliver = Callable[[int, str], None]
+
+# Room 0 never exists: its channel is the control room, where processes tell each
+# other of ended sessions (protocol.bus_revocation). Every process subscribes to it.
+CONTROL_ROOM = 0
 Resync = Callable[[], Awaitable[None]]
 
 

@@ -16,12 +16,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
 
 from .. import protocol
 from ..db.store import MessageStore
 from ..domain import Identity, Message, Presence, Room
 from ..errors import StorageError
-from ..pubsub import Broker, BrokerUnavailable, Deliver, Resync
+from ..pubsub import CONTROL_ROOM, Broker, BrokerUnavailable, Deliver, Resync
 from ..pubsub.presence import Entry, PresenceStore
 from ..services.writer import MessageWriter
 from .connection import CLOSE_GOING_AWAY, CLOSE_INTERNAL, Connection
@@ -31,6 +32,16 @@ from .sequencer import BACKFILL_BATCH, Sequencer
 log = logging.getLogger("chatroom_server.realtime")
 
 MakeBroker = Callable[[Deliver, Resync], Broker]
+
+
+class Control(Protocol):
+    """Who listens to the control room (realtime/revocations.py)."""
+
+    def hear(self, payload: str) -> None: ...
+
+    async def resynced(self) -> None: ...
+
+
 DeletedAmong = Callable[[Iterable[int]], Awaitable[set[int]]]
 
 # A reconnecting client is replayed at most this many messages, then told to
@@ -66,11 +77,18 @@ class Relay:
         self._writes: set[asyncio.Future[tuple[Message, bool]]] = set()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
+        # Set by create_app before start(): hears the control room.
+        self.control: Control | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         await self.broker.connect()
+        try:
+            await self.broker.subscribe(CONTROL_ROOM)
+        except Exception:
+            # The broker keeps it wanted and subscribes it when Redis is back.
+            log.warning("could not subscribe the control room yet", exc_info=True)
         self._tasks = [
             asyncio.create_task(self._watch_deleted_rooms(), name="room-watcher"),
             asyncio.create_task(self._refresh_presence(), name="presence-refresh"),
@@ -259,8 +277,16 @@ class Relay:
             for room_id, payload in items:
                 self.deliver(room_id, payload)
 
+    async def publish_control(self, payload: str) -> None:
+        """Send a payload to every process's control listener (raises BrokerUnavailable)."""
+        await self.broker.publish(CONTROL_ROOM, payload)
+
     def deliver(self, room_id: int, payload: str) -> None:
         """Broker callback: put the payload's frame in line for the room's connections."""
+        if room_id == CONTROL_ROOM:
+            if self.control is not None:
+                self.control.hear(payload)
+            return
         sequencer = self._sequencers.get(room_id)
         if sequencer is None:
             return
@@ -278,6 +304,8 @@ class Relay:
         """The broker may have dropped payloads: let every room look in the database."""
         for sequencer in list(self._sequencers.values()):
             sequencer.resync()
+        if self.control is not None:
+            await self.control.resynced()
 
     async def recover(self, conn: Connection, since: int) -> None:
         """Send what the room got after message `since`, then a `recovered` frame.

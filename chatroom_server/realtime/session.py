@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from .. import metrics, protocol
 from ..domain import Message
@@ -23,13 +24,24 @@ MAX_IN_FLIGHT = 64
 
 
 class Session:
-    __slots__ = ("relay", "conn", "bucket", "max_chars", "_in_flight")
+    __slots__ = ("relay", "conn", "bucket", "max_chars", "user_allows", "_in_flight")
 
-    def __init__(self, relay: Relay, conn: Connection, rate: float, burst: int, max_chars: int):
+    def __init__(
+        self,
+        relay: Relay,
+        conn: Connection,
+        rate: float,
+        burst: int,
+        max_chars: int,
+        user_allows: Callable[[int], bool | Awaitable[bool]] | None = None,
+    ):
         self.relay = relay
         self.conn = conn
         self.bucket = TokenBucket(rate, burst)
         self.max_chars = max_chars
+        # The user's rate across all their sockets (on every host, with Redis): a
+        # plain bool from in-process counters, so that path never awaits.
+        self.user_allows = user_allows
         # A list, not a deque: an empty deque costs 600 bytes on every idle connection.
         self._in_flight: list[asyncio.Future[tuple[Message, bool]]] = []
 
@@ -42,6 +54,18 @@ class Session:
             metrics.DROPPED_RATE_LIMITED.inc()
             self._error(protocol.RATE_LIMITED, "Too many messages; this one was dropped.")
             return
+        if self.user_allows is not None:
+            allowed = self.user_allows(self.conn.identity.user_id)
+            if not isinstance(allowed, bool):  # shared counters: one round trip
+                allowed = await allowed
+            if not allowed:
+                metrics.DROPPED_RATE_LIMITED.inc()
+                self._error(
+                    protocol.RATE_LIMITED,
+                    "Too many messages from this user across all connections;"
+                    " this one was dropped.",
+                )
+                return
         try:
             incoming = protocol.parse_client_frame(data, self.conn.room.id, self.max_chars)
         except InvalidMessage as exc:

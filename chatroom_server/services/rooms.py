@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from tortoise import timezone
 
 from ..db.errors import storage_errors
 from ..db.models import RoomRow
+from ..db.room_list import any_room_after, rooms_json
 from ..domain import Room
 from ..errors import NotFound
 
@@ -34,6 +36,29 @@ async def list_rooms() -> list[Room]:
     with storage_errors():
         rows = await RoomRow.filter(deleted_at=None).order_by("id")
     return [to_room(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class RoomListing:
+    """Rooms as a JSON array (objects with the keys asked for, by ID); for a page, the
+    `after` of the next one when there is more."""
+
+    array: str
+    paged: bool
+    next_after: int | None = None
+
+
+async def room_listing(
+    after: int | None, limit: int | None, page_max: int, keys: Sequence[str]
+) -> RoomListing:
+    """Every room by ID; with `after` or `limit`, one page of at most `limit`
+    (`page_max` when only `after` is given) and the `after` of the next, if any."""
+    if after is None and limit is None:
+        return RoomListing((await rooms_json(keys, 0, None)).array, paged=False)
+    size = limit or page_max
+    page = await rooms_json(keys, after or 0, size)
+    more = page.count == size and page.last_id is not None and await any_room_after(page.last_id)
+    return RoomListing(page.array, paged=True, next_after=page.last_id if more else None)
 
 
 MAX_ID = 2**63 - 1

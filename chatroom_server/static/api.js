@@ -67,6 +67,7 @@ export const api = {
     request("/v1/api/auth/signup", { method: "POST", body: { user_name, email, password } }),
   login: (email, password) =>
     request("/v1/api/auth/login", { method: "POST", body: { email, password } }),
+  logout: (token) => request("/v1/api/auth/logout", { method: "POST", token }),
   rooms: (token) => request("/v1/api/chat/rooms", { token }),
   createRoom: (token, name) =>
     request("/v1/api/chat/create", { method: "POST", body: { name }, token }),

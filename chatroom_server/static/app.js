@@ -3,7 +3,16 @@
 
 import { api, loadSession, saveSession } from "./api.js";
 import { RoomSocket } from "./socket.js";
-import { $, el, markFailed, messageItem, pendingItem, setList, systemItem } from "./view.js";
+import {
+  $,
+  el,
+  markFailed,
+  messageItem,
+  pendingItem,
+  presenceItem,
+  setList,
+  systemItem,
+} from "./view.js";
 
 const PAGE = 50;
 const ROOM_POLL_MS = 5000;
@@ -86,7 +95,13 @@ $("auth-form").addEventListener("submit", async (event) => {
   }
 });
 
-$("logout").addEventListener("click", () => logOut());
+// Ends the session on the server too (its token stops working on every host);
+// logged out here even when the server cannot be reached.
+$("logout").addEventListener("click", async () => {
+  const token = session?.token;
+  if (token) await api.logout(token).catch(() => {});
+  logOut();
+});
 
 // ---------------------------------------------------------------- rooms
 
@@ -215,7 +230,9 @@ function onFrame({ Event: event, Body: body }) {
     if (nearEnd || own) scrollToEnd();
   } else if (event === "join" || event === "leave") {
     const nearEnd = isNearEnd();
-    placeAtEnd(systemItem(body.chatMessage));
+    // body.chatMessage ("alice joined") is for seed-era clients: ours draws the line
+    // from the user's name alone.
+    if (body.user) placeAtEnd(presenceItem(event, body.user.UserName));
     if (nearEnd) scrollToEnd();
     refreshPresence();
   } else if (event === "recovered") {

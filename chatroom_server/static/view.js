@@ -49,8 +49,19 @@ export function markFailed(item, reason) {
   item.querySelector(".time").textContent = `not sent: ${reason}`;
 }
 
+// Lines of the client's own words (never text from the server or a user).
 export function systemItem(text) {
   return el("li", "system", text);
+}
+
+// A join or leave line, built here from the frame's structured fields: the name is
+// set apart in its own element and the words are ours, so neither a message nor a
+// name like "Server: session expired, log in at ..." can pass for a system line.
+export function presenceItem(event, name) {
+  const item = el("li", "system presence");
+  const words = event === "join" ? " joined" : " left";
+  item.append(el("span", "who", name), document.createTextNode(words));
+  return item;
 }
 
 export function setList(list, items) {

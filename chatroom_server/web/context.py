@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 from sanic import Request, Sanic
 from sanic.config import Config
@@ -12,7 +12,10 @@ from ..db.store import MessageStore
 from ..domain import Identity
 from ..realtime.hub import Hub
 from ..realtime.relay import Relay
+from ..realtime.revocations import Revocations
 from ..security import TokenService
+from ..services.limits import AbuseLimits
+from ..services.sessions import SessionService
 from ..services.users import UserService
 from ..settings import Settings
 from .internals import Wire
@@ -23,11 +26,17 @@ from .keepalive import Keepalive
 class Ctx:
     settings: Settings
     users: UserService
+    limits: AbuseLimits
+    sessions: SessionService
+    revocations: Revocations
     wire: Wire
     store: MessageStore
     hub: Hub
     relay: Relay
     keepalive: Keepalive
+    # The connection protocol to serve with (internals.choose_protocol): every way of
+    # starting the app passes it to Sanic as `protocol=`.
+    http_protocol: type[Any] = field(init=False)
     # Set in before_server_start, once the secret is read from the database.
     tokens: TokenService = field(init=False)
 
@@ -47,6 +56,18 @@ def bearer_token(request: Request) -> str | None:
     return None
 
 
-def authenticate(request: Request) -> Identity:
-    """The caller's identity from `Authorization: Bearer`, or Unauthorized."""
-    return ctx_of(request).tokens.verify(bearer_token(request))
+async def authenticate(request: Request, token: str | None = None) -> Identity:
+    """The caller's identity from `token` or `Authorization: Bearer`, or Unauthorized.
+
+    The token must be valid and its session (and user) still stand: a cached
+    answer, so no database round trip on most calls (services/sessions.py).
+    """
+    ctx = ctx_of(request)
+    identity = ctx.tokens.verify(token or bearer_token(request))
+    await ctx.sessions.check(identity)
+    return identity
+
+
+def client_ip(request: Request) -> str:
+    """The TCP peer, or the address trusted proxies forwarded (CHATROOM_PROXIES_COUNT)."""
+    return request.remote_addr or request.ip

@@ -37,6 +37,17 @@ def responses(ok: type[BaseModel], *errors: int, description: str = "OK") -> lis
     return documented
 
 
+def no_content(*errors: int, description: str = "Done.") -> list[Any]:
+    """A 204 response, then each error status in Sanic's error shape."""
+    documented = [openapi.definitions.Response({}, 204, description)]
+    for status in errors:
+        error = json_content(protocol.ErrorResponse)
+        documented.append(
+            openapi.definitions.Response(error, status, protocol.ERROR_STATUSES[status])
+        )
+    return documented
+
+
 def setup_openapi(app: Sanic[Any, Any]) -> None:
     """The bearer scheme, and the routes the REST document does not cover."""
     openapi.exclude()(static.index)

@@ -11,6 +11,7 @@ from sanic_ext import openapi
 
 from .. import metrics, protocol
 from ..db import ping
+from ..errors import NotFound, Unauthorized
 from ..logs import access_log, redact_query
 from .context import ctx_of
 from .openapi import json_content, responses
@@ -54,6 +55,11 @@ async def readyz(request: Request) -> HTTPResponse:
 @bp.get("/metrics")
 @openapi.exclude()  # Prometheus text, not part of the REST API
 async def metrics_endpoint(request: Request) -> HTTPResponse:
+    settings = ctx_of(request).settings
+    if settings.metrics_port is not None:
+        raise NotFound("The metrics are served on their own port.")
+    if not metrics.token_allows(request.headers.get("authorization"), settings.metrics_token):
+        raise Unauthorized("The metrics need the metrics token as a Bearer token.")
     body, content_type = metrics.render()
     return raw(body, content_type=content_type)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sanic import Blueprint, Request
-from sanic.response import HTTPResponse, json
+from sanic.response import HTTPResponse, json, raw
 from sanic_ext import openapi
 
 from .. import protocol
@@ -34,46 +34,68 @@ def _query_id(name: str, low: int, high: int, description: str) -> Any:
 @bp.on_request
 async def require_token(request: Request) -> None:
     if request.method != "OPTIONS":
-        request.ctx.identity = authenticate(request)
+        request.ctx.identity = await authenticate(request)
 
 
 @bp.post("/create")
 @openapi.definition(
     summary="Create a room",
     body=json_body(protocol.CreateRoomRequest),
-    response=responses(protocol.CreatedRoomResponse, 400, 401, 413, 503),
+    response=responses(protocol.CreatedRoomResponse, 400, 401, 413, 429, 503),
     secured=BEARER,
 )
 async def create(request: Request) -> HTTPResponse:
     body = protocol.parse_body(protocol.CreateRoomRequest, request.body)
+    await ctx_of(request).limits.check_room_create(request.ctx.identity.user_id)
     room = await room_service.create_room(body.name)
     return json(protocol.created_room_json(room))
 
 
+ROOM_PAGE = [
+    _query_id(
+        "limit",
+        1,
+        protocol.ROOM_PAGE_MAX,
+        f"One page of at most this many rooms (default {protocol.ROOM_PAGE_MAX} when only"
+        " `after` is given), and `nextAfter`. Without `limit` and `after`: every room.",
+    ),
+    _query_id("after", 0, protocol.MAX_ID, "Only rooms with a greater ID (a `nextAfter`)."),
+]
+
+
 @bp.get("/rooms")
 @openapi.definition(
-    summary="List rooms",
-    response=responses(protocol.RoomsResponse, 401, 503),
+    summary="List rooms: every one, or a page of them",
+    parameter=ROOM_PAGE,
+    response=responses(protocol.RoomsResponse, 400, 401, 503),
     secured=BEARER,
 )
 async def rooms(request: Request) -> HTTPResponse:
-    return await _rooms()
+    return await _rooms(request)
 
 
 @bp.post("/rooms")
 @openapi.definition(
     summary="List rooms (as the seed's clients do)",
+    parameter=ROOM_PAGE,
     body=json_body(protocol.RoomsRequest, required=False),
-    response=responses(protocol.RoomsResponse, 401, 413, 503),
+    response=responses(protocol.RoomsResponse, 400, 401, 413, 503),
     secured=BEARER,
 )
 async def rooms_post(request: Request) -> HTTPResponse:
     # The seed's clients POST `{}` (or nothing); the body carries no filters.
-    return await _rooms()
+    return await _rooms(request)
 
 
-async def _rooms() -> HTTPResponse:
-    return json(protocol.rooms_json(await room_service.list_rooms()))
+async def _rooms(request: Request) -> HTTPResponse:
+    args = request.args
+    limit = protocol.query_int(args.get("limit"), "limit", 1, protocol.ROOM_PAGE_MAX)
+    after = protocol.query_int(args.get("after"), "after", 0, protocol.MAX_ID)
+    listing = await room_service.room_listing(
+        after, limit, protocol.ROOM_PAGE_MAX, protocol.ROOM_KEYS
+    )
+    body = protocol.room_list_body(listing.array, listing.paged, listing.next_after)
+    return raw(body, content_type="application/json")
 
 
 @bp.post("/room-messages")

@@ -17,11 +17,18 @@ from sanic.exceptions import WebsocketClosed
 from websockets.exceptions import ConnectionClosed
 
 from .. import protocol
-from ..errors import BadRequest, ChatError, Forbidden
-from ..realtime.connection import CLOSE_INTERNAL, CLOSE_INVALID_DATA, Connection, State
+from ..errors import BadRequest, ChatError, Forbidden, Unauthorized
+from ..realtime.connection import (
+    CLOSE_INTERNAL,
+    CLOSE_INVALID_DATA,
+    CLOSE_POLICY,
+    Connection,
+    State,
+)
+from ..realtime.revocations import SESSION_ENDED
 from ..realtime.session import Session
 from ..services import rooms as room_service
-from .context import bearer_token, ctx_of
+from .context import authenticate, client_ip, ctx_of
 
 bp = Blueprint("ws")
 log = logging.getLogger("chatroom_server.web")
@@ -45,7 +52,7 @@ async def before_upgrade(request: Request) -> None:
         values = args.get(name)
         return values[0] if values else None
 
-    request.ctx.identity = ctx.tokens.verify(arg("jwt") or bearer_token(request))
+    request.ctx.identity = await authenticate(request, arg("jwt"))
     room_id = protocol.query_int(arg("room_id"), "room_id", 1, protocol.MAX_ID)
     if room_id is None:
         raise BadRequest("room_id: this query parameter is required.")
@@ -55,6 +62,25 @@ async def before_upgrade(request: Request) -> None:
     if room is None or not await room_service.room_exists(room_id):
         room = await room_service.get_room(room_id)
     request.ctx.room = room
+    # Last: a refusal above must not hold a slot. The handler takes the slot over;
+    # should the upgrade fail before it runs, release_failed_upgrade gives it back,
+    # and a request that dies some other way leaves a slot nobody refreshes: it
+    # lapses within CHATROOM_PRESENCE_TTL.
+    request.ctx.slot = await ctx.limits.open_socket(
+        request.ctx.identity.user_id, client_ip(request)
+    )
+
+
+async def release_failed_upgrade(request: Request, response: object) -> None:
+    # A websocket that opened has no response here; an error response (the
+    # handshake was refused, say) means the handler will never release the slot.
+    slot = getattr(request.ctx, "slot", None)
+    if slot is not None:
+        request.ctx.slot = None
+        ctx_of(request).limits.close_socket(slot)
+
+
+bp.on_response(release_failed_upgrade)  # type: ignore[no-untyped-call]
 
 
 async def chat_socket(request: Request, ws: Websocket) -> None:
@@ -64,8 +90,14 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
     transport = wire.transport(ws)
     conn = Connection(transport, identity, request.ctx.room, settings.ws_queue, wire.encode)
     session = Session(
-        ctx.relay, conn, settings.ws_rate, settings.ws_burst, settings.max_message_chars
+        ctx.relay,
+        conn,
+        settings.ws_rate,
+        settings.ws_burst,
+        settings.max_message_chars,
+        ctx.limits.message_allowed,
     )
+    slot, request.ctx.slot = request.ctx.slot, None  # this handler releases it now
     since: int | None = request.ctx.since
     log.info("websocket open: room=%s user=%s", conn.room.id, identity.user_id)
     inbox = wire.reader(
@@ -75,8 +107,15 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
     if since is not None:
         conn.hold()  # live frames wait behind the backlog
     try:
+        ctx.limits.hold(slot)  # refreshed from now on, released in the finally
         # Inside the try: a client gone during the join still leaves (see relay.leave).
         await ctx.relay.join(conn)
+        # A session ended since the check before the upgrade was not in the hub to
+        # be closed: its revocation is in the session cache now, so ask again.
+        try:
+            await ctx.sessions.check(identity)
+        except Unauthorized:
+            conn.close(CLOSE_POLICY, SESSION_ENDED)
         # Pings, and 1008 when the token expires: the connection lives no longer than it.
         ctx.keepalive.add(conn, ws)
         if since is not None:
@@ -103,6 +142,7 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         ctx.keepalive.discard(conn)
         inbox.close()
         conn.finish()
+        ctx.limits.close_socket(slot)  # before any await: those may be cancelled
         await ctx.relay.leave(conn)
         await inbox.closing()
         log.info("websocket closed: room=%s user=%s", conn.room.id, identity.user_id)

@@ -12,7 +12,6 @@ from chatroom_server.db import close_database
 from chatroom_server.db.store import MessageStore, make_store
 from chatroom_server.domain import Identity
 from chatroom_server.services.messages import plan_batch
-from chatroom_server.services.throttle import LoginThrottle
 from chatroom_server.services.users import UserService
 from chatroom_server.web.internals import orm
 
@@ -36,6 +35,6 @@ _authors = itertools.count(1)
 async def new_author() -> Identity:
     """A new account in the open database, as the identity its token would carry."""
     n = next(_authors)
-    users = UserService(bcrypt_rounds=4, throttle=LoginThrottle(failures=10, window=900))
+    users = UserService(bcrypt_rounds=4)
     user = await users.signup(f"author{n}", f"author{n}@example.com", "password1")
     return Identity(user.id, user.user_name, user.email, int(time.time()) + 3600)

@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import bcrypt
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate
 
 from chatroom_server.db import apply_migrations, pending_migrations, tortoise_config
+from chatroom_server.names import name_key
 
-from ..conftest import fresh_pg_database
+from ..conftest import ChatServer, fresh_pg_database, make_settings, start_server
+
+PASSWORD = "password1"
+
+
+@contextlib.asynccontextmanager
+async def running_server(url: str) -> AsyncIterator[ChatServer]:
+    server, stop = await start_server(make_settings(url))
+    try:
+        yield server
+    finally:
+        await stop()
+
 
 SEED = (
     "INSERT INTO rooms (name, created_at, updated_at) VALUES "
@@ -22,6 +38,13 @@ SEED = (
 )
 
 
+AFTER_0001 = (
+    "chat.0002_message_seq_and_client_ids",
+    "chat.0003_user_name_key",
+    "chat.0004_sessions",
+)
+
+
 async def _upgrade_keeps_rows(url: str) -> None:
     config = tortoise_config(url)
     (name,) = config["connections"]
@@ -31,8 +54,8 @@ async def _upgrade_keeps_rows(url: str) -> None:
     await Tortoise.get_connection(name).execute_script(SEED)
     await Tortoise.close_connections()
 
-    assert await pending_migrations(url) == ["chat.0002_message_seq_and_client_ids"]
-    assert await apply_migrations(url) == ["chat.0002_message_seq_and_client_ids"]
+    assert await pending_migrations(url) == [*AFTER_0001]
+    assert await apply_migrations(url) == [*AFTER_0001]
     assert await pending_migrations(url) == []
 
     await Tortoise.init(config=config)
@@ -48,6 +71,14 @@ async def _upgrade_keeps_rows(url: str) -> None:
         ]
         rooms = await conn.execute_query_dict("SELECT id, last_seq FROM rooms ORDER BY id")
         assert [(r["id"], r["last_seq"]) for r in rooms] == [(1, 2), (2, 1)]
+        # Sessions: an existing account stays usable, with no session yet.
+        users = await conn.execute_query_dict(
+            "SELECT id, deactivated_at, tokens_valid_after FROM users"
+        )
+        assert [(u["id"], u["deactivated_at"], u["tokens_valid_after"]) for u in users] == [
+            (1, None, None)
+        ]
+        assert await conn.execute_query_dict("SELECT id FROM sessions") == []
     finally:
         await Tortoise.close_connections()
 
@@ -59,3 +90,76 @@ async def test_sqlite_upgrade_keeps_rows(tmp_path: Path) -> None:
 async def test_postgres_upgrade_keeps_rows() -> None:
     async with fresh_pg_database("upgrade") as url:
         await _upgrade_keeps_rows(url)
+
+
+# ---------------------------------------------------------------- 0003: users.name_key
+
+# Names that 0003 makes one (and one that stays apart), as an older version let them in.
+OLD_NAMES = ["alice", "Alice", "ａｌｉｃｅ", "\u0430lice", "bob", "b0b", "carol"]
+
+
+async def _upgrade_keeps_duplicate_names(url: str) -> None:
+    config = tortoise_config(url)
+    (name,) = config["connections"]
+    await migrate(config=config, target="chat.0002_message_seq_and_client_ids")
+    await Tortoise.close_connections()
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    await Tortoise.init(config=config)
+    try:
+        conn = Tortoise.get_connection(name)
+        for i, user_name in enumerate(OLD_NAMES):
+            await conn.execute_query(
+                "INSERT INTO users (user_name, email, password_hash, created_at, updated_at) "
+                f"VALUES ('{user_name}', 'u{i}@example.com', '{hashed}', '2024-01-01', "
+                "'2024-01-01')"
+            )
+    finally:
+        await Tortoise.close_connections()
+
+    assert await apply_migrations(url) == ["chat.0003_user_name_key", "chat.0004_sessions"]
+
+    await Tortoise.init(config=config)
+    try:
+        rows = await Tortoise.get_connection(name).execute_query_dict(
+            "SELECT id, user_name, email, name_key FROM users ORDER BY id"
+        )
+    finally:
+        await Tortoise.close_connections()
+    # Nobody lost or renamed; the first of each look-alike group holds the key.
+    assert [r["user_name"] for r in rows] == OLD_NAMES
+    keys = [r["name_key"] for r in rows]
+    assert keys == [name_key("alice"), None, None, None, name_key("bob"), None, name_key("carol")]
+
+    # Every one of them still logs in, and a new look-alike is refused, on a real server.
+    async with running_server(url) as server:
+        for i, user_name in enumerate(OLD_NAMES):
+            res = await server.http.post(
+                "/v1/api/auth/login", json={"email": f"u{i}@example.com", "password": PASSWORD}
+            )
+            assert res.status_code == 200, res.text
+            assert res.json()["user"]["UserName"] == user_name
+        for look_alike in ("ALICE", "B0B", "Carol"):
+            res = await server.http.post(
+                "/v1/api/auth/signup",
+                json={
+                    "user_name": look_alike,
+                    "email": f"{look_alike}@new.example.com",
+                    "password": PASSWORD,
+                },
+            )
+            assert res.status_code == 409, res.text
+            assert "user_name" in res.json()["message"]
+        res = await server.http.post(
+            "/v1/api/auth/signup",
+            json={"user_name": "dave", "email": "dave@new.example.com", "password": PASSWORD},
+        )
+        assert res.status_code == 200, res.text
+
+
+async def test_sqlite_upgrade_keeps_users_whose_names_now_collide(tmp_path: Path) -> None:
+    await _upgrade_keeps_duplicate_names(f"sqlite://{tmp_path / 'names.sqlite3'}")
+
+
+async def test_postgres_upgrade_keeps_users_whose_names_now_collide() -> None:
+    async with fresh_pg_database("names") as url:
+        await _upgrade_keeps_duplicate_names(url)

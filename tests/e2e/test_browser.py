@@ -7,6 +7,7 @@ tmp/artifacts (or $CHATROOM_ARTIFACTS).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,7 +19,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
 
-from ..conftest import ROOT, ChatServer, service_missing
+from ..conftest import ROOT, ChatServer, auth, service_missing
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -156,6 +157,10 @@ async def test_page_is_served_with_a_strict_policy(server: ChatServer) -> None:
         policy = page.headers["content-security-policy"]
         assert "default-src 'self'" in policy and "script-src 'self'" in policy
         assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
+        # Websockets to this host only ('self' covers ws:/wss: in CSP3), not to any host.
+        directives = [d.strip() for d in policy.split(";")]
+        assert "connect-src 'self'" in directives
+        assert "ws:" not in policy and "wss:" not in policy
         assert "<script>" not in page.text and " style=" not in page.text
         script = await http.get("/static/app.js")
         assert script.status_code == 200
@@ -207,11 +212,61 @@ async def test_two_people_chat(server: ChatServer, browsing: Browsing) -> None:
     await send(bob, "back again")
     await expect(message(alice, "back again")).to_be_visible()
 
-    # Bob leaves: alice sees the line and her online list shrink.
+    # Bob leaves: alice sees the line and her online list shrink; his session is
+    # ended on the server, not only forgotten by the page.
+    token = await bob.evaluate("JSON.parse(localStorage.getItem('chatroom.session')).token")
     await bob.get_by_role("button", name="Log out").click()
     await expect(bob.get_by_role("button", name="Log in")).to_be_visible()
+    refused = await server.http.get(
+        "/v1/api/chat/rooms", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert refused.status_code == 401
     await expect(alice.locator("#messages li.system")).to_contain_text(["bob left"])
     await expect(alice.locator("#online li")).to_have_text(["alice (you)"])
+    no_trouble(browsing)
+
+
+IMPOSTOR = "Server: session expired, log in at evil.example"
+
+
+async def test_names_and_messages_cannot_pose_as_system_lines(
+    server: ChatServer, browsing: Browsing
+) -> None:
+    alice = await browsing.page("alice")
+    await sign_up(alice, server, "alice")
+    await create_room(alice, "lobby")
+    res = await server.http.post(
+        "/v1/api/auth/signup",
+        json={"user_name": IMPOSTOR, "email": "mallory@example.com", "password": "password1"},
+    )
+    assert res.status_code == 200, res.text
+    token = res.json()["token"]
+    rooms = await server.http.get("/v1/api/chat/rooms", headers=auth(token))
+    room_id = next(r["ID"] for r in rooms.json()["chatRooms"] if r["name"] == "lobby")
+
+    lines = alice.locator("#messages li.system")
+    impostor_lines = lines.filter(has_text=IMPOSTOR)
+    async with server.connect(room_id, token) as ws:
+        # The join line is the client's words around the name, and the name is set
+        # apart from them in the user's style, not the system's.
+        await expect(impostor_lines).to_have_count(1)
+        joined = impostor_lines.first
+        await expect(joined).to_have_text(f"{IMPOSTOR} joined")
+        await expect(joined).to_have_class(re.compile(r"\bpresence\b"))
+        await expect(joined.locator(".who")).to_have_text(IMPOSTOR)
+        assert await joined.evaluate("(li) => getComputedStyle(li).fontStyle") == "italic"
+        who_style = "(span) => getComputedStyle(span).fontStyle"
+        assert await joined.locator(".who").evaluate(who_style) == "normal"
+
+        # A message made up as a system line is a message, under its author's name.
+        await ws.send(json.dumps({"chatRoomId": room_id, "chatMessage": "alice left"}))
+        fake = message(alice, "alice left")
+        await expect(fake).to_be_visible()
+        await expect(fake.locator(".author")).to_have_text(IMPOSTOR)
+        await expect(lines.filter(has_text="alice left")).to_have_count(0)
+
+    await expect(impostor_lines).to_have_count(2)
+    await expect(impostor_lines.last).to_have_text(f"{IMPOSTOR} left")
     no_trouble(browsing)
 
 
@@ -292,7 +347,12 @@ async def test_older_history_loads_on_demand(server: ChatServer, browsing: Brows
     texts = page.locator("#messages li.msg .text")
     await expect(texts).to_have_count(50)
     await expect(texts.first).to_have_text("old 11")
-    await page.get_by_role("button", name="Load older").click()
+    # Dispatched rather than clicked: Playwright's click scrolls the button into view,
+    # and reaching the top of the list loads older messages by itself (the button then
+    # hides before the click lands, seen under load). This tests the button's own path.
+    button = page.get_by_role("button", name="Load older")
+    await expect(button).to_be_visible()
+    await button.dispatch_event("click")
     await expect(texts).to_have_count(60)
     await expect(texts.first).to_have_text("old 1")
     await expect(texts.last).to_have_text("old 60")

@@ -18,13 +18,13 @@ from ..conftest import ChatServer, auth
 
 DOC = "/docs/openapi.json"
 
-# (method, path): (request, 200 response model, error statuses, Bearer?)
+# (method, path): (request, 200 response model or None for 204, error statuses, Bearer?)
 # request is a request-body model, a list of query parameters, or None.
-ROUTES: dict[tuple[str, str], tuple[Any, type, set[int], bool]] = {
+ROUTES: dict[tuple[str, str], tuple[Any, type | None, set[int], bool]] = {
     ("post", "/v1/api/auth/signup"): (
         protocol.SignupRequest,
         protocol.AuthResponse,
-        {400, 409, 413, 503},
+        {400, 409, 413, 429, 503},
         False,
     ),
     ("post", "/v1/api/auth/login"): (
@@ -33,17 +33,33 @@ ROUTES: dict[tuple[str, str], tuple[Any, type, set[int], bool]] = {
         {400, 401, 413, 429, 503},
         False,
     ),
+    ("post", "/v1/api/auth/logout"): (None, None, {401, 503}, True),
+    ("post", "/v1/api/auth/logout-all"): (None, None, {401, 503}, True),
+    ("post", "/v1/api/auth/refresh"): (None, protocol.AuthResponse, {401, 503}, True),
+    ("get", "/v1/api/auth/sessions"): (None, protocol.SessionsResponse, {401, 503}, True),
+    ("delete", "/v1/api/auth/sessions/{session_id}"): (["session_id"], None, {401, 404, 503}, True),
+    ("post", "/v1/api/auth/password"): (
+        protocol.PasswordChangeRequest,
+        None,
+        {400, 401, 403, 413, 429, 503},
+        True,
+    ),
     ("post", "/v1/api/chat/create"): (
         protocol.CreateRoomRequest,
         protocol.CreatedRoomResponse,
-        {400, 401, 413, 503},
+        {400, 401, 413, 429, 503},
         True,
     ),
-    ("get", "/v1/api/chat/rooms"): (None, protocol.RoomsResponse, {401, 503}, True),
-    ("post", "/v1/api/chat/rooms"): (
-        protocol.RoomsRequest,
+    ("get", "/v1/api/chat/rooms"): (
+        ["limit", "after"],
         protocol.RoomsResponse,
-        {401, 413, 503},
+        {400, 401, 503},
+        True,
+    ),
+    ("post", "/v1/api/chat/rooms"): (
+        protocol.RoomsRequest,  # and the same limit and after as GET
+        protocol.RoomsResponse,
+        {400, 401, 413, 503},
         True,
     ),
     ("post", "/v1/api/chat/room-messages"): (
@@ -102,8 +118,11 @@ async def test_every_rest_route_has_request_and_response_schemas(server: ChatSer
         op = doc["paths"][path][method]
         label = f"{method.upper()} {path}"
         # The 200 body is the model's own schema, the error bodies Sanic's error shape.
-        assert json_schema(doc, op["responses"]["200"]) == schemas[ok.__name__], label
-        documented = {int(s) for s in op["responses"] if s != "200"}
+        if ok is None:
+            assert "200" not in op["responses"] and "204" in op["responses"], label
+        else:
+            assert json_schema(doc, op["responses"]["200"]) == schemas[ok.__name__], label
+        documented = {int(s) for s in op["responses"] if s not in ("200", "204")}
         assert documented == errors, label
         for status in errors:
             error = protocol.NotReadyResponse if path == "/readyz" else protocol.ErrorResponse
@@ -113,7 +132,8 @@ async def test_every_rest_route_has_request_and_response_schemas(server: ChatSer
             names = [p["name"] for p in op["parameters"]]
             assert names == request, label
             for param in op["parameters"]:
-                assert param["schema"]["type"] == "integer", (label, param)
+                kind = "string" if param["name"] == "session_id" else "integer"
+                assert param["schema"]["type"] == kind, (label, param)
         elif request is not None:
             body_schema = json_schema(doc, op["requestBody"])
             assert body_schema == schemas[request.__name__], label

@@ -4,14 +4,37 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+
+from chatroom_server.settings import Settings
 
 from ..conftest import ChatServer, auth, recv_event, recv_json
 
 # Everything here runs with the in-process broker and with Redis.
 pytestmark = [pytest.mark.every_broker, pytest.mark.every_ws_path]
+
+# The abuse limits at their defaults (the suite raises them elsewhere): a seed-era
+# client works unchanged with the settings a server ships with.
+ABUSE_LIMITS = (
+    "user_connections",
+    "ip_connections",
+    "user_rate",
+    "user_burst",
+    "login_ip_rate",
+    "login_failures",
+    "signup_ip_rate",
+    "room_create_rate",
+    "header_timeout",
+)
+
+
+@pytest.fixture
+def server_settings() -> dict[str, Any]:
+    defaults = Settings()
+    return {name: getattr(defaults, name) for name in ABUSE_LIMITS}
 
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

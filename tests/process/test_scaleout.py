@@ -58,14 +58,19 @@ def host_env(prefix: str) -> dict[str, str]:
 
 
 async def start_hosts(
-    hosts: list[ServeProcess], tmp_path: Path, db: str, redis: str, *extras: tuple[str, ...]
+    hosts: list[ServeProcess],
+    tmp_path: Path,
+    db: str,
+    redis: str,
+    *extras: tuple[str, ...],
+    env: dict[str, str] | None = None,
 ) -> list[ServeProcess]:
     prefix = f"test-{uuid.uuid4().hex}"
     started = []
     for i, extra in enumerate(extras):
         # The first host migrates; the others start after it, without racing it.
         flags = ("--redis-url", redis, *extra) + (() if i == 0 else ("--no-migrate",))
-        host = ServeProcess(db, tmp_path, *flags, env=host_env(prefix))
+        host = ServeProcess(db, tmp_path, *flags, env={**host_env(prefix), **(env or {})})
         hosts.append(host)
         await host.ready()
         started.append(host)

@@ -132,6 +132,8 @@ async def test_sigterm_under_load_keeps_every_confirmed_message(
 ) -> None:
     url = f"sqlite://{tmp_path / 'load.sqlite3'}"
     env = {"CHATROOM_WS_RATE": "1000", "CHATROOM_WS_BURST": "1000", "CHATROOM_INTERNALS": internals}
+    # Four sockets of one user send flat out: lift the per-user message rate too.
+    env.update(CHATROOM_USER_RATE="100000", CHATROOM_USER_BURST="100000")
     proc = ServeProcess(url, tmp_path, env=env)
     processes.append(proc)
     await proc.ready()

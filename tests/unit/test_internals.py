@@ -62,3 +62,35 @@ def test_tortoise_still_takes_the_global_fallback() -> None:
     from chatroom_server.web.internals import orm
 
     assert orm.init_options() == {orm.GLOBAL_FALLBACK: True}
+
+
+def test_the_header_deadline_runs_in_the_pinned_versions_and_sets_sanic_s_timeout() -> None:
+    from sanic.config import Config
+
+    from chatroom_server.web.internals import choose_protocol
+    from chatroom_server.web.internals.deadline import HeaderDeadlineProtocol
+
+    assert checks.missing_for_header_deadline() == []
+    config = Config()
+    assert choose_protocol("auto", config, 7.5) is HeaderDeadlineProtocol
+    assert config.REQUEST_TIMEOUT == 7.5
+
+
+def test_without_the_deadline_s_internals_sanic_s_protocol_runs_with_one_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sanic.config import Config
+    from sanic.server.protocols.websocket_protocol import WebSocketProtocol
+
+    from chatroom_server.web.internals import choose_protocol
+
+    monkeypatch.setattr(checks, "PROTOCOL_SLOTS", (*checks.PROTOCOL_SLOTS, "_gone"))
+    config = Config()
+    with caplog.at_level(logging.WARNING, logger="chatroom_server.web"):
+        assert choose_protocol("auto", config, 3.0) is WebSocketProtocol
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "HttpProtocol._gone" in record.getMessage()
+    assert config.REQUEST_TIMEOUT == 3.0  # the public fallback: Sanic's restarting timeout
+    caplog.clear()
+    assert choose_protocol("off", config, 3.0) is WebSocketProtocol
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

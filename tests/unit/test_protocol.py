@@ -5,8 +5,11 @@ The OpenAPI document (tests/e2e/test_openapi.py) is built from these models.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+
+import orjson
+import pytest
 
 from chatroom_server import protocol
 from chatroom_server.domain import HistoryPage, Message, Presence, Room, User
@@ -34,3 +37,38 @@ def test_response_models_describe_what_the_functions_build() -> None:
     assert "clientMessageId" not in protocol.message_json(plain)
     assert protocol.room_json(deleted)["DeletedAt"] == "2023-10-30T15:47:33.246704Z"
     assert protocol.user_json(user)["DeletedAt"] is None
+
+
+def test_the_room_list_body_wraps_the_databases_array() -> None:
+    """room_list_body around an array of room_json objects (as the database builds them
+    with ROOM_KEYS) is the RoomsResponse of those rooms, with nextAfter only if paged."""
+    now = datetime(2023, 10, 30, 15, 47, 33, 246704, tzinfo=UTC)
+    rooms = [Room(1, "a", now, now), Room(7, 'b " ü', now, now)]
+    objects = [protocol.room_json(r) for r in rooms]
+    assert all(tuple(o) == protocol.ROOM_KEYS for o in objects)
+    array = orjson.dumps(objects).decode()
+    assert orjson.loads(protocol.room_list_body(array, paged=False)) == protocol.rooms_json(rooms)
+    for next_after in (7, None):
+        body = orjson.loads(protocol.room_list_body(array, paged=True, next_after=next_after))
+        assert body == {**protocol.rooms_json(rooms), "nextAfter": next_after}
+        protocol.RoomsResponse.model_validate(body, strict=True)
+    assert orjson.loads(protocol.room_list_body("[]", paged=True)) == {
+        "chatRooms": [],
+        "nextAfter": None,
+    }
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2023, 10, 30, 15, 47, 33, 246704, tzinfo=UTC),
+        datetime(2023, 10, 30, 15, 47, 33, tzinfo=UTC),
+        datetime(2023, 10, 30, 10, 47, 33, 5, tzinfo=timezone(timedelta(hours=-5))),
+        datetime(2023, 10, 30, 15, 47, 33, 246704),  # naive: taken as UTC
+        datetime(1, 1, 1, tzinfo=UTC),
+    ],
+)
+def test_timestamps_keep_the_go_servers_form(value: datetime) -> None:
+    expected = value.astimezone(UTC) if value.tzinfo else value
+    want = expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ").rjust(27, "0")
+    assert protocol.timestamp(value) == want

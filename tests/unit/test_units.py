@@ -1,4 +1,4 @@
-"""Units with no server: settings, throttles, frame parsing."""
+"""Units with no server: settings, limit counters, frame parsing."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import pytest
 
 from chatroom_server import protocol
 from chatroom_server.errors import ConfigError, InvalidMessage
+from chatroom_server.pubsub.limits import MemoryLimits
 from chatroom_server.realtime.ratelimit import TokenBucket
-from chatroom_server.services.throttle import LoginThrottle
+from chatroom_server.services.limits import AbuseLimits, LimitSettings
 from chatroom_server.settings import Settings, mask_url
 
 
@@ -60,27 +61,61 @@ def test_secrets_never_appear_in_settings_repr() -> None:
     assert mask_url("sqlite://chat.sqlite3") == "sqlite://chat.sqlite3"
 
 
-def test_login_throttle_locks_after_n_failures_and_expires() -> None:
+def test_redis_passwords_and_the_metrics_token_never_appear_in_settings_repr() -> None:
+    settings = Settings.load(
+        {
+            "CHATROOM_REDIS_URL": "rediss://:redis-pw-1@cache:6380/0?ssl_cert_reqs=required",
+            "CHATROOM_METRICS_TOKEN": "metrics-token-secret-1",
+            "CHATROOM_METRICS_PORT": "9100",
+        }
+    )
+    text = repr(settings)
+    assert "redis-pw-1" not in text and "metrics-token-secret-1" not in text
+    assert "rediss://:***@cache:6380/0?ssl_cert_reqs=required" in text
+    assert settings.metrics_port == 9100 and "metrics_token='***'" in text
+    assert mask_url("redis://cache/0?password=pw-2&db=1") == "redis://cache/0?password=***&db=1"
+
+
+async def test_memory_limits_failures_lock_and_lapse() -> None:
     clock = FakeClock()
-    throttle = LoginThrottle(failures=3, window=60, clock=clock)
+    limits = MemoryLimits(clock=clock)
     for _ in range(3):
-        assert throttle.retry_after("a") == 0
-        throttle.failed("a")
-    assert 1 <= throttle.retry_after("a") <= 61
-    assert throttle.retry_after("b") == 0
+        assert await limits.locked("a", 3) == 0
+        await limits.failed("a", 60)
+    assert 0 < await limits.locked("a", 3) <= 60
+    assert await limits.locked("b", 3) == 0
     clock.now += 61
-    assert throttle.retry_after("a") == 0
+    assert await limits.locked("a", 3) == 0
 
 
-def test_login_throttle_success_resets_and_table_is_bounded() -> None:
-    throttle = LoginThrottle(failures=2, window=60, max_keys=3, clock=FakeClock())
-    throttle.failed("a")
-    throttle.succeeded("a")
-    throttle.failed("a")
-    assert throttle.retry_after("a") == 0
+async def test_memory_limits_clear_and_bounded_tables() -> None:
+    limits = MemoryLimits(max_keys=3, clock=FakeClock())
+    await limits.failed("a", 60)
+    await limits.clear("a")
+    await limits.failed("a", 60)
+    assert await limits.locked("a", 2) == 0
     for key in "bcdef":
-        throttle.failed(key)
-    assert len(throttle._recent) == 3
+        await limits.failed(key, 60)
+        await limits.take(key, 1, 1)
+    assert len(limits._failures) == 3 and len(limits._buckets) == 3
+
+
+async def test_memory_limits_bucket_and_slots() -> None:
+    clock = FakeClock()
+    limits = MemoryLimits(clock=clock)
+    assert [await limits.take("k", 2, 3) for _ in range(4)][:3] == [0, 0, 0]
+    assert await limits.take("k", 2, 3) == pytest.approx(0.5)
+    clock.now += 0.5
+    assert await limits.take("k", 2, 3) == 0
+    assert await limits.acquire("s", "m1", 2, 30) and await limits.acquire("s", "m2", 2, 30)
+    assert not await limits.acquire("s", "m3", 2, 30)
+    await limits.release("s", "m1")
+    assert await limits.acquire("s", "m3", 2, 30)
+    clock.now += 20
+    await limits.refresh([("s", "m2")], 30)
+    clock.now += 15  # m3 lapsed (held by a host that died), m2 was refreshed
+    assert await limits.acquire("s", "m4", 2, 30)
+    assert not await limits.acquire("s", "m5", 2, 30)
 
 
 def test_token_bucket_allows_burst_then_rate() -> None:
@@ -135,3 +170,25 @@ def test_redact_query_hides_secret_parameters() -> None:
     assert redact_query("room_id=1&jwt=abc.def&since=4") == "room_id=1&jwt=***&since=4"
     assert redact_query("") == ""
     assert "s3cret" not in redact_query("token=s3cret&password=s3cret")
+
+
+def test_abuse_limit_settings_must_be_positive() -> None:
+    d = Settings()  # SPEC section 11's defaults
+    assert (d.user_connections, d.ip_connections, d.user_rate, d.user_burst) == (20, 500, 20, 40)
+    assert (d.login_ip_rate, d.login_failures, d.login_window) == (30, 10, 900)
+    assert (d.signup_ip_rate, d.room_create_rate, d.proxies_count) == (10, 20, 0)
+    assert Settings.load({"CHATROOM_USER_CONNECTIONS": "3"}).user_connections == 3
+    for name in ("USER_CONNECTIONS", "IP_CONNECTIONS", "USER_RATE", "USER_BURST",
+                 "LOGIN_IP_RATE", "SIGNUP_IP_RATE", "ROOM_CREATE_RATE"):  # fmt: skip
+        with pytest.raises(ConfigError, match=f"CHATROOM_{name} must be greater than zero"):
+            Settings.load({f"CHATROOM_{name}": "0"})
+    with pytest.raises(ConfigError, match="CHATROOM_PROXIES_COUNT"):
+        Settings.load({"CHATROOM_PROXIES_COUNT": "-1"})
+
+
+def test_user_message_check_in_process_is_a_plain_answer() -> None:
+    # No coroutine on the message path without Redis: a bool, from a table lookup.
+    settings = LimitSettings(20, 500, 1.0, 2, 30, 10, 900, 10, 20, slot_ttl=30)
+    limits = AbuseLimits(MemoryLimits(clock=FakeClock()), settings)
+    assert [limits.message_allowed(7) for _ in range(3)] == [True, True, False]
+    assert limits.message_allowed(8) is True  # another user has a bucket of their own

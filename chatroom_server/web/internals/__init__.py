@@ -7,10 +7,13 @@ Sanic, websockets and Tortoise that the server uses is reached from this package
 - workers.py: two fixes to Sanic's WorkerManager (several worker processes).
 - orm.py: Tortoise's global context fallback, for Sanic's request tasks.
 - http.py: the rest of a body refused with 413 is read, so the client sees the 413.
+- deadline.py: a real header deadline (Sanic's REQUEST_TIMEOUT restarts on every
+  byte), in Sanic's connection protocol.
 
 At start-up `choose_wire` checks that everything the fast path needs is there
 (checks.py). If something is missing (a new release), one warning names it and
 the server runs on the public API instead; CHATROOM_INTERNALS=off forces that.
+`choose_protocol` does the same for the header deadline.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ...realtime.connection import Connection, Transport
-from .checks import missing_for_fast_path
+from .checks import missing_for_fast_path, missing_for_header_deadline
 
 if TYPE_CHECKING:
     from sanic.config import Config
+    from sanic.server.protocols.websocket_protocol import WebSocketProtocol
     from sanic.server.websockets.impl import WebsocketImplProtocol
 
 log = logging.getLogger("chatroom_server.web")
@@ -101,3 +105,33 @@ def _public(ping_interval: float) -> Wire:
     from .public import PublicWire
 
     return PublicWire(ping_interval)
+
+
+def choose_protocol(
+    internals: str, config: Config, header_timeout: float
+) -> type[WebSocketProtocol]:
+    """The connection protocol class to serve with (`protocol=` of Sanic's prepare and
+    create_server), with Sanic's REQUEST_TIMEOUT set to the header timeout.
+
+    With the header deadline (deadline.py) the headers must be complete that long
+    after their first byte and a silent new connection is dropped as long after it
+    opened, without an answer. On Sanic's own protocol (CHATROOM_INTERNALS=off, or an
+    internal missing) the timeout restarts on every byte read and a stalled request
+    gets a 408; a silent new connection waits for KEEP_ALIVE_TIMEOUT.
+    """
+    config.REQUEST_TIMEOUT = header_timeout  # type: ignore[assignment]
+    missing = [] if internals == "off" else missing_for_header_deadline()
+    if internals == "off" or missing:
+        if missing:
+            log.warning(
+                "Sanic internals missing (%s): the header timeout restarts on every byte "
+                "read (Sanic's REQUEST_TIMEOUT), so clients that drip headers are not cut "
+                "off; pin the versions in pyproject.toml to get the deadline back",
+                ", ".join(missing),
+            )
+        from sanic.server.protocols.websocket_protocol import WebSocketProtocol
+
+        return WebSocketProtocol
+    from .deadline import HeaderDeadlineProtocol
+
+    return HeaderDeadlineProtocol

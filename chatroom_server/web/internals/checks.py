@@ -58,3 +58,40 @@ def missing_for_fast_path() -> list[str]:
         if assembler is not None and not hasattr(assembler, name)
     ]
     return missing
+
+
+# What deadline.py's protocol uses of Sanic's HTTP/1 protocol and its Http object.
+PROTOCOL_SLOTS = (
+    "_http",
+    "_task",
+    "_callback_check_timeouts",
+    "request_handler",
+    "request_timeout",
+    "websocket",
+    "loop",
+)
+PROTOCOL_METHODS = ("_setup", "check_timeouts", "data_received")
+STAGES = ("IDLE", "REQUEST", "FAILED")
+
+
+def missing_for_header_deadline() -> list[str]:
+    """Names of what the header deadline (deadline.py) lacks; empty when it can run."""
+    try:
+        from sanic.http import Http
+        from sanic.http.constants import Stage
+        from sanic.server.protocols.websocket_protocol import WebSocketProtocol
+    except ImportError as exc:
+        return [f"import {exc.name}"]
+    slots = {
+        name for klass in WebSocketProtocol.__mro__ for name in getattr(klass, "__slots__", ())
+    }
+    missing = [f"HttpProtocol.{name}" for name in PROTOCOL_SLOTS if name not in slots]
+    missing += [
+        f"HttpProtocol.{name}()"
+        for name in PROTOCOL_METHODS
+        if not callable(getattr(WebSocketProtocol, name, None))
+    ]
+    if "stage" not in getattr(Http, "__slots__", ()):
+        missing.append("Http.stage")
+    missing += [f"Stage.{name}" for name in STAGES if not hasattr(Stage, name)]
+    return missing

@@ -116,14 +116,15 @@ def new_email() -> str:
 async def signup(
     server: ChatServer,
     *,
-    user_name: str = "person",
+    user_name: str | None = None,
     email: str | None = None,
     password: str = PASSWORD,
 ) -> httpx.Response:
+    # A name of its own by default: names that look alike are one name (409).
     return await server.http.post(
         SIGNUP,
         json={
-            "user_name": user_name,
+            "user_name": f"person{next(_emails)}" if user_name is None else user_name,
             "email": new_email() if email is None else email,
             "password": password,
         },

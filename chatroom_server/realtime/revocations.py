@@ -1,0 +1,132 @@
+"""Ended sessions, heard from every process: forget the cached answer, close the sockets.
+
+A session ended anywhere (logout, logout-all, a password change, a deactivated
+account) is announced in the broker's control room; every process, this one
+included, forgets what its session cache believed and closes the matching local
+sockets with 1008. While the broker is unhealthy announcements may be lost, so
+the open sockets are checked against the database every `recheck` seconds until
+it is back, and once more right after it resubscribed; announcements that could
+not be sent are sent again when it is back; and every `sweep_every` seconds the
+open sockets are checked anyway, for a loss nobody noticed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
+
+from .. import protocol
+from ..domain import Identity, Revocation
+from .connection import CLOSE_POLICY
+from .hub import Hub
+
+log = logging.getLogger("chatroom_server.realtime")
+
+SESSION_ENDED = "session ended"
+
+
+class Gate(Protocol):
+    """What the revocations need of the session service (services/sessions.py)."""
+
+    def forget(self, revocation: Revocation) -> None: ...
+
+    def clear(self) -> None: ...
+
+    async def ended_among(self, identities: Iterable[Identity]) -> set[Identity]: ...
+
+
+class Revocations:
+    def __init__(
+        self,
+        hub: Hub,
+        gate: Gate,
+        publish: Callable[[str], Awaitable[None]],
+        healthy: Callable[[], bool],
+        recheck: float,
+        sweep_every: float = 60.0,
+    ) -> None:
+        self.hub = hub
+        self.gate = gate
+        self._publish = publish
+        self._healthy = healthy
+        self.recheck = recheck
+        # However healthy the broker looks, open sockets are checked this often: an
+        # announcement lost without the broker noticing ends up here.
+        self.sweep_every = sweep_every
+        self._unsent: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def announce(self, revocation: Revocation) -> None:
+        """Tell every process (this one at once, whatever the broker does)."""
+        self.apply(revocation)
+        payload = protocol.bus_revocation(revocation)
+        try:
+            await self._publish(payload)
+        except Exception:
+            log.warning("could not announce an ended session to other hosts yet; retrying")
+            self._unsent.append(payload)  # idempotent: sent again once the broker takes it
+            del self._unsent[:-1000]
+
+    def hear(self, payload: str) -> None:
+        """Broker callback for the control room."""
+        try:
+            revocation = protocol.parse_revocation(payload)
+        except ValueError:
+            log.warning("ignoring a malformed control payload")
+            return
+        self.apply(revocation)
+
+    def apply(self, revocation: Revocation) -> None:
+        self.gate.forget(revocation)
+        for conn in self.hub.all_connections():
+            identity = conn.identity
+            if revocation.ends(identity.user_id, identity.session_id):
+                conn.close(CLOSE_POLICY, SESSION_ENDED)
+
+    async def resynced(self) -> None:
+        """The broker was away and is back: what it did not carry, the database says."""
+        self.gate.clear()
+        await self.sweep()
+        if self._unsent:
+            await self._resend()
+
+    async def sweep(self) -> None:
+        conns = self.hub.all_connections()
+        if not conns:
+            return
+        ended = await self.gate.ended_among(c.identity for c in conns)
+        for identity in ended:
+            self.gate.forget(Revocation(identity.user_id, identity.session_id))
+        for conn in conns:
+            if conn.identity in ended:
+                conn.close(CLOSE_POLICY, SESSION_ENDED)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="session-recheck")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.sweep_every
+        while True:
+            await asyncio.sleep(self.recheck)
+            try:
+                if self._unsent and self._healthy():
+                    await self._resend()
+                if not self._healthy() or loop.time() >= next_sweep:
+                    next_sweep = loop.time() + self.sweep_every
+                    await self.sweep()
+            except Exception:
+                log.warning("could not re-check open sessions", exc_info=True)
+
+    async def _resend(self) -> None:
+        while self._unsent:
+            await self._publish(self._unsent[0])
+            self._unsent.pop(0)
