@@ -23,6 +23,8 @@ class UserRow(Model):
     # Tokens without a session (issued before sessions existed) that were issued
     # before this moment are refused: logout-all and a password change set it.
     tokens_valid_after = fields.DatetimeField(null=True)
+    # A site administrator (set with the CLI): sees and moderates every room.
+    is_admin = fields.BooleanField(default=False, db_default=False)
 
     class Meta:
         table = "users"
@@ -39,9 +41,82 @@ class RoomRow(Model):
     deleted_at = fields.DatetimeField(null=True, db_index=True)
     # The room's last message sequence number, advanced under this row's lock.
     last_seq = fields.BigIntField(default=0, db_default=0)
+    # "public", "private" or "direct" (services/access.py decides what each allows).
+    visibility = fields.CharField(max_length=16, default="public", db_default="public")
+    owner: fields.ForeignKeyNullableRelation[UserRow] = fields.ForeignKeyField(
+        "chat.UserRow", related_name="owned_rooms", null=True, on_delete=fields.SET_NULL
+    )
+    # "<low user ID>:<high user ID>" for a direct room: the unique index keeps one per pair.
+    direct_key = fields.CharField(max_length=64, null=True, unique=True)
+
+    owner_id: int | None
 
     class Meta:
         table = "rooms"
+
+
+class RoomMemberRow(Model):
+    """A member of a room and their role there: "owner", "moderator" or "member"."""
+
+    id = fields.BigIntField(primary_key=True)
+    room: fields.ForeignKeyRelation[RoomRow] = fields.ForeignKeyField(
+        "chat.RoomRow", related_name="members", on_delete=fields.CASCADE, db_index=False
+    )
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "chat.UserRow", related_name="memberships", on_delete=fields.CASCADE, db_index=True
+    )
+    role = fields.CharField(max_length=16)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    room_id: int
+    user_id: int
+
+    class Meta:
+        table = "room_members"
+        unique_together = (("room", "user"),)
+
+
+class RoomBanRow(Model):
+    """A user banned from a room until `until` (NULL: until lifted)."""
+
+    id = fields.BigIntField(primary_key=True)
+    room: fields.ForeignKeyRelation[RoomRow] = fields.ForeignKeyField(
+        "chat.RoomRow", related_name="bans", on_delete=fields.CASCADE, db_index=False
+    )
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "chat.UserRow", related_name="bans", on_delete=fields.CASCADE, db_index=False
+    )
+    until = fields.DatetimeField(null=True)
+    reason = fields.CharField(max_length=200, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    room_id: int
+    user_id: int
+
+    class Meta:
+        table = "room_bans"
+        unique_together = (("room", "user"),)
+
+
+class RoomMuteRow(Model):
+    """A user who may read a room but not post in it until `until` (NULL: until lifted)."""
+
+    id = fields.BigIntField(primary_key=True)
+    room: fields.ForeignKeyRelation[RoomRow] = fields.ForeignKeyField(
+        "chat.RoomRow", related_name="mutes", on_delete=fields.CASCADE, db_index=False
+    )
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "chat.UserRow", related_name="mutes", on_delete=fields.CASCADE, db_index=False
+    )
+    until = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    room_id: int
+    user_id: int
+
+    class Meta:
+        table = "room_mutes"
+        unique_together = (("room", "user"),)
 
 
 class MessageRow(Model):

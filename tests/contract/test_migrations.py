@@ -42,6 +42,7 @@ AFTER_0001 = (
     "chat.0002_message_seq_and_client_ids",
     "chat.0003_user_name_key",
     "chat.0004_sessions",
+    "chat.0005_rooms_members",
 )
 
 
@@ -116,7 +117,11 @@ async def _upgrade_keeps_duplicate_names(url: str) -> None:
     finally:
         await Tortoise.close_connections()
 
-    assert await apply_migrations(url) == ["chat.0003_user_name_key", "chat.0004_sessions"]
+    assert await apply_migrations(url) == [
+        "chat.0003_user_name_key",
+        "chat.0004_sessions",
+        "chat.0005_rooms_members",
+    ]
 
     await Tortoise.init(config=config)
     try:
