@@ -202,7 +202,7 @@ async def send_until(sock: ClientConnection, want: str, bound: float) -> tuple[f
             if want == "message":
                 return time.monotonic() - started, muted
         assert time.monotonic() - started < bound, f"no {want} answer within {bound} s"
-        await asyncio.sleep(0.05)  # pacing between probes, not a wait for an event
+        await asyncio.sleep(0.1)  # pacing (the rate limit), not a wait for an event
 
 
 async def test_mute_and_unmute_reach_the_other_host(
