@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from chatroom_server.db.models import UserRow
+from chatroom_server.db.models import RoomRow, UserRow
 
 from ..conftest import ChatServer, eventually
 from .room_cast import (
@@ -281,3 +281,76 @@ async def test_live_effects_on_one_host(cast: Cast, server: ChatServer) -> None:
         blocked += await send_until(ws, "message", 5.0)
     stored = await history_texts(cast, room.id)
     assert not set(blocked) & set(stored), "a muted send was stored"
+
+
+async def test_create_and_change_bodies(cast: Cast) -> None:
+    """The room JSON's new fields; bad `visibility` and `name` values are 400s naming
+    the field; a room made the seed's way is public and its creator owns it."""
+    p = cast.people
+    owner = p["owner"]
+    soft = Soft()
+    with soft.cell("seed-style create: public, owned by its creator"):
+        body = await cast.ok(owner, "POST", f"{API}/create", {"name": "seedish"})
+        room = body["chatRoom"]
+        assert room["visibility"] == "public" and room["ownerId"] == owner.id, room
+        assert room["role"] == "owner", room
+        assert {"ID", "CreatedAt", "UpdatedAt", "DeletedAt", "name"} <= set(room), room
+    with soft.cell("private create"):
+        body = await cast.ok(owner, "POST", f"{API}/create", {"name": "p", "visibility": "private"})
+        assert body["chatRoom"]["visibility"] == "private", body
+        assert body["chatRoom"]["role"] == "owner", body
+    for bad in ("direct", "secret", "", None, 1, ["public"]):
+        with soft.cell(f"create with visibility={bad!r}"):
+            res = await cast.call(owner, "POST", f"{API}/create", {"name": "x", "visibility": bad})
+            if bad is None:
+                # An explicit null may mean "the default"; it must not be a 500.
+                assert res.status_code in (200, 400), res.text
+                continue
+            assert "visibility" in error_body(res, 400)["message"], res.text
+    room = await cast.room("public")
+    r = f"{API}/rooms/{room.id}"
+    for body, field in (
+        ({"name": ""}, "name"),
+        ({"name": " "}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"visibility": "direct"}, "visibility"),
+        ({"visibility": "hidden"}, "visibility"),
+    ):
+        with soft.cell(f"PATCH {body}"):
+            res = await cast.call(owner, "PATCH", r, body)
+            assert field in error_body(res, 400)["message"], res.text
+    with soft.cell("PATCH name and visibility at once"):
+        res = await cast.call(owner, "PATCH", r, {"name": " both ", "visibility": "private"})
+        assert res.status_code == 200, res.text
+        got = res.json()["chatRoom"]
+        assert got["name"] == "both" and got["visibility"] == "private", got
+    soft.done()
+
+
+async def test_rooms_without_an_owner_stay_as_they_were(cast: Cast, server: ChatServer) -> None:
+    """A room made by the CLI (or before 0005): public, no owner, no members; anyone
+    reads and posts; nobody but an admin may delete or moderate it."""
+    p = cast.people
+    row = await RoomRow.create(name=f"cli {uuid.uuid4().hex[:6]}")
+    r = f"{API}/rooms/{row.id}"
+    res = await cast.call(p["stranger"], "GET", r)
+    assert res.status_code == 200, res.text
+    got = res.json()["chatRoom"]
+    assert got["visibility"] == "public" and got["ownerId"] is None and got["role"] is None
+    members = await cast.call(p["stranger"], "GET", f"{r}/members")
+    assert members.status_code == 200 and members.json() == {"members": []}, members.text
+    assert await ws_refusal(server, row.id, p["stranger"].token) is None
+    for method, path, body in (
+        ("PATCH", r, {"name": "mine now"}),
+        ("DELETE", r, None),
+        ("POST", f"{r}/bans", {"userId": p["member"].id}),
+        ("POST", f"{r}/mutes", {"userId": p["member"].id}),
+        ("PUT", f"{r}/members/{p['member'].id}", {"role": "moderator"}),
+    ):
+        res = await cast.call(p["stranger"], method, path, body)
+        check_forbidden(res, banned=False)
+    res = await cast.call(p["admin"], "PUT", f"{r}/members/{p['member'].id}", {"role": "moderator"})
+    assert res.status_code == 200, res.text
+    assert await member_roles(cast, p["stranger"], row.id) == {p["member"].id: "moderator"}
+    res = await cast.call(p["admin"], "DELETE", r)
+    assert res.status_code == 204, res.text
