@@ -17,15 +17,18 @@ from .pubsub.presence import make_presence
 from .realtime.hub import Hub
 from .realtime.relay import Relay
 from .realtime.revocations import Revocations
+from .realtime.room_events import ControlRoom, RoomEvents
 from .security import TokenService
+from .services import access
 from .services import rooms as room_service
 from .services.limits import AbuseLimits, LimitSettings
+from .services.members import RoomAdmin
 from .services.messages import plan_batch
 from .services.secrets import shared_secret
 from .services.sessions import SessionService
 from .services.users import UserService
 from .settings import Settings
-from .web import auth, ops, rooms, static, ws
+from .web import auth, members, ops, rooms, static, ws
 from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
 from .web.internals import choose_protocol, choose_wire, orm
@@ -66,8 +69,11 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         settings.session_recheck,
         sweep_every=settings.session_cache_seconds,
     )
-    relay.control = revocations
+    room_events = RoomEvents(hub, access.seers, relay.publish_control)
+    relay.control = ControlRoom(revocations, room_events)
     sessions.announce_with(revocations.announce)
+    room_admin = RoomAdmin()
+    room_admin.announce_with(room_events.announce)
     limits = AbuseLimits(
         make_limits(settings.redis_url, settings.redis_prefix),
         LimitSettings.of(settings),
@@ -78,6 +84,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         limits=limits,
         sessions=sessions,
         revocations=revocations,
+        rooms=room_admin,
         wire=wire,
         store=store,
         hub=hub,
@@ -88,7 +95,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
     _configure(app, settings)
     setup_errors(app)
     setup_openapi(app)
-    app.blueprint([auth.bp, rooms.bp, ws.bp, ops.bp, static.bp])
+    app.blueprint([auth.bp, rooms.bp, members.bp, ws.bp, ops.bp, static.bp])
     app.on_response(ops.count_request)  # type: ignore[no-untyped-call]
     _setup_lifecycle(app)
     return app

@@ -16,6 +16,10 @@ class User:
     deleted_at: datetime | None = None
 
 
+PUBLIC, PRIVATE, DIRECT = "public", "private", "direct"
+OWNER, MODERATOR, MEMBER = "owner", "moderator", "member"
+
+
 @dataclass(frozen=True, slots=True)
 class Room:
     id: int
@@ -23,6 +27,30 @@ class Room:
     created_at: datetime
     updated_at: datetime
     deleted_at: datetime | None = None
+    visibility: str = PUBLIC
+    owner_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: int
+    user_name: str
+    role: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoomEvent:
+    """A change to who may do what in a room, as every process hears of it.
+
+    `kind`: "removed" (kicked), "left", "banned", "muted" (until `until`, unix
+    seconds, or 0 for no end), "unmuted", "private" (the room's non-members
+    leave), "deleted".
+    """
+
+    kind: str
+    room_id: int
+    user_id: int = 0
+    until: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

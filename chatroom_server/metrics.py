@@ -35,6 +35,7 @@ MESSAGES_RECEIVED = Counter("chatroom_messages_received", "Client messages store
 MESSAGES_DELIVERED = Counter("chatroom_messages_delivered", "Message frames queued to connections.")
 _DROPPED = Counter("chatroom_messages_dropped", "Client frames not stored, by reason.", ["reason"])
 DROPPED_RATE_LIMITED = _DROPPED.labels("rate_limited")
+DROPPED_MUTED = _DROPPED.labels("muted")
 DROPPED_INVALID = _DROPPED.labels("invalid")
 DROPPED_STORE_FAILED = _DROPPED.labels("store_failed")
 SLOW_CONSUMER_DISCONNECTS = Counter(

@@ -10,14 +10,32 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
-from .domain import HistoryPage, Message, Presence, Revocation, Room, SessionInfo, User
+from .domain import (
+    HistoryPage,
+    Member,
+    Message,
+    Presence,
+    Revocation,
+    Room,
+    RoomEvent,
+    SessionInfo,
+    User,
+)
 from .errors import BadRequest, InvalidMessage
 from .names import refused_character
 
@@ -33,6 +51,7 @@ MESSAGE_TOO_LONG = "message_too_long"
 WRONG_ROOM = "wrong_room"
 RATE_LIMITED = "rate_limited"
 STORE_FAILED = "store_failed"
+MUTED = "muted"
 
 # Control characters other than tab and newline.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -171,13 +190,76 @@ class LoginRequest(_Request):
     _password = field_validator("password")(_check_password_length)
 
 
+Visibility = Literal["public", "private"]
+Role = Literal["moderator", "member"]
+REASON_MAX = 200
+BAN_SECONDS_MAX = 366 * 24 * 3600
+
+
 class CreateRoomRequest(_Request):
     name: str = _doc(minLength=1, maxLength=ROOM_NAME_MAX)
+    visibility: Visibility = Field(
+        default="public", description="`private`: only its members see it."
+    )
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
         return _check_name(value, ROOM_NAME_MAX)
+
+
+class UpdateRoomRequest(_Request):
+    name: str | None = Field(
+        default=None, json_schema_extra={"minLength": 1, "maxLength": ROOM_NAME_MAX}
+    )
+    visibility: Visibility | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value, ROOM_NAME_MAX)
+
+
+class UserRefRequest(_Request):
+    """A user, by ID or by user name (exactly one of them)."""
+
+    userId: Id | None = None
+    userName: str | None = Field(
+        default=None, json_schema_extra={"minLength": 1, "maxLength": USER_NAME_MAX}
+    )
+
+    @field_validator("userName")
+    @classmethod
+    def _user_name(cls, value: str | None) -> str | None:
+        return None if value is None else _check_name(value, USER_NAME_MAX)
+
+    @model_validator(mode="after")
+    def _one(self) -> UserRefRequest:
+        if (self.userId is None) == (self.userName is None):
+            raise ValueError("give either userId or userName")
+        return self
+
+
+class RoleRequest(_Request):
+    role: Role
+
+
+class MuteRequest(_Request):
+    userId: Id
+    seconds: int | None = Field(
+        default=None, ge=1, le=BAN_SECONDS_MAX, description="Omitted: until lifted."
+    )
+
+
+class BanRequest(MuteRequest):
+    reason: str | None = Field(default=None, json_schema_extra={"maxLength": REASON_MAX})
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _check_name(value, REASON_MAX)
 
 
 class PasswordChangeRequest(_Request):
@@ -274,6 +356,29 @@ class RoomOut(_Response):
     UpdatedAt: Timestamp
     DeletedAt: Timestamp | None
     name: str
+    visibility: Literal["public", "private", "direct"]
+    ownerId: int | None = Field(description="Who created it; null for CLI and direct rooms.")
+    role: Literal["owner", "moderator", "member"] | None = Field(
+        description="The asking user's role in the room; null when not a member."
+    )
+
+
+class MemberUser(_Response):
+    ID: int
+    UserName: str
+
+
+class MemberOut(_Response):
+    user: MemberUser
+    role: Literal["owner", "moderator", "member"]
+
+
+class MembersResponse(_Response):
+    members: list[MemberOut] = Field(description="The owner, moderators, members; by ID.")
+
+
+class MemberResponse(_Response):
+    member: MemberOut
 
 
 class CreatedRoomResponse(_Response):
@@ -349,9 +454,11 @@ class NotReadyResponse(_Response):
 ERROR_STATUSES = {
     400: "Malformed JSON or a failed validation; the message names the field.",
     401: "Missing, invalid or expired token, or its session ended; or wrong login credentials.",
-    403: "Not allowed (a wrong current password, a refused origin).",
-    404: "Unknown or deleted room (or session).",
-    409: "An account with this email, or a user name that looks the same, already exists.",
+    403: "Not allowed: the message says what is missing (a role, a wrong current password,"
+    " a refused origin), or the caller is banned from the room.",
+    404: "Unknown or deleted room (or one the caller may not see), user or session.",
+    409: "An account with this email, or a user name that looks the same, already exists;"
+    " or the user to add is banned from the room.",
     413: "The request body is too large.",
     429: "Too many attempts; retry after `Retry-After` seconds.",
     503: "The database is unavailable.",
@@ -388,29 +495,41 @@ def sessions_json(sessions: list[SessionInfo], current: str | None) -> dict[str,
     }
 
 
-def room_json(room: Room) -> dict[str, Any]:
+def room_json(room: Room, role: str | None = None) -> dict[str, Any]:
     return {
         "ID": room.id,
         "CreatedAt": timestamp(room.created_at),
         "UpdatedAt": timestamp(room.updated_at),
         "DeletedAt": timestamp(room.deleted_at),
         "name": room.name,
+        "visibility": room.visibility,
+        "ownerId": room.owner_id,
+        "role": role,
     }
 
 
-def created_room_json(room: Room) -> dict[str, Any]:
-    return {"chatRoom": room_json(room)}
+def created_room_json(room: Room, role: str | None = None) -> dict[str, Any]:
+    return {"chatRoom": room_json(room, role)}
 
 
 def rooms_json(rooms: list[Room]) -> dict[str, Any]:
     return {"chatRooms": [room_json(room) for room in rooms]}
 
 
+def member_json(member: Member) -> dict[str, Any]:
+    return {"user": {"ID": member.user_id, "UserName": member.user_name}, "role": member.role}
+
+
+def members_json(members: list[Member]) -> dict[str, Any]:
+    return {"members": [member_json(m) for m in members]}
+
+
 ROOM_PAGE_MAX = 1000
 
 # ROOM's keys in room_json's order, for the list the database builds as JSON itself
-# (db/room_list.py): the ID, created, updated, deleted and the name.
-ROOM_KEYS = ("ID", "CreatedAt", "UpdatedAt", "DeletedAt", "name")
+# (db/room_list.py): the ID, created, updated, deleted, the name, the visibility, the
+# owner and the asking user's role.
+ROOM_KEYS = ("ID", "CreatedAt", "UpdatedAt", "DeletedAt", "name", "visibility", "ownerId", "role")
 
 
 def room_list_body(array: str, paged: bool, next_after: int | None = None) -> bytes:
@@ -594,6 +713,22 @@ def parse_bus(payload: str) -> BusItem:
 def bus_revocation(revocation: Revocation) -> str:
     kind = "l" if revocation.legacy_only else "r"
     return f"{kind} {revocation.user_id} {revocation.session_id or '-'} {revocation.keep or '-'}"
+
+
+# ... and room events (services/members.py -> realtime/room_events.py):
+#   "e <kind> <room ID> <user ID> <until>"
+
+
+def bus_room_event(event: RoomEvent) -> str:
+    return f"e {event.kind} {event.room_id} {event.user_id} {event.until!r}"
+
+
+def parse_room_event(payload: str) -> RoomEvent:
+    """Decode a room event; raise ValueError if it is not one."""
+    tag, kind, room_id, user_id, until = payload.split(" ")
+    if tag != "e":
+        raise ValueError(f"not a room event: {tag!r}")
+    return RoomEvent(kind, int(room_id), int(user_id), float(until))
 
 
 def parse_revocation(payload: str) -> Revocation:

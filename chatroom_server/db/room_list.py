@@ -9,7 +9,9 @@ figures in benchmarks/README.md).
 
 The plan is an index range scan on both databases, never a sort: on SQLite the
 (deleted_at) index carries the rowid, so `deleted_at IS NULL AND id > ?` in ID order
-is one range of it; on PostgreSQL the primary key's.
+is one range of it; on PostgreSQL the primary key's. The viewer's role in each room
+is one probe of room_members' (room_id, user_id) index; private and direct rooms
+they are not a member of are skipped (an admin sees every room).
 """
 
 from __future__ import annotations
@@ -52,14 +54,30 @@ def _postgres_time(column: str) -> str:
 
 
 def _page_sql(sqlite: bool, keys: Sequence[str], limited: bool) -> str:
-    """`keys` name, in order: the ID, created, updated, deleted (null) and the name."""
+    """`keys` name, in order: the ID, created, updated, deleted (null), the name, the
+    visibility, the owner's ID and the viewer's role there.
+
+    Parameters: the viewer's ID, whether they are an admin (1/0), `after`, `limit`.
+    """
     time = _sqlite_time if sqlite else _postgres_time
-    values = ["id", time("created_at"), time("updated_at"), "NULL", "name"]
+    values = [
+        "id",
+        time("created_at"),
+        time("updated_at"),
+        "NULL",
+        "name",
+        "visibility",
+        "owner_id",
+        "role",
+    ]
     pairs = ", ".join(f"'{key}', {value}" for key, value in zip(keys, values, strict=True))
     page = (
-        "SELECT id, name, created_at, updated_at FROM rooms WHERE deleted_at IS NULL"
-        f" AND id > {'?' if sqlite else '$1'} ORDER BY id"
-        + (f" LIMIT {'?' if sqlite else '$2'}" if limited else "")
+        "SELECT r.id, r.name, r.created_at, r.updated_at, r.visibility, r.owner_id, m.role"
+        " FROM rooms r LEFT JOIN room_members m"
+        f" ON m.room_id = r.id AND m.user_id = {_p(sqlite, 1)}"
+        f" WHERE r.deleted_at IS NULL AND r.id > {_p(sqlite, 3)}"
+        f" AND (r.visibility = 'public' OR m.role IS NOT NULL OR {_p(sqlite, 2)} = 1)"
+        " ORDER BY r.id" + (f" LIMIT {_p(sqlite, 4)}" if limited else "")
     )
     if sqlite:
         # The aggregate takes the rows in the subquery's (ID) order.
@@ -69,23 +87,40 @@ def _page_sql(sqlite: bool, keys: Sequence[str], limited: bool) -> str:
     return f"SELECT {array}, COUNT(*), MAX(id) FROM ({page}) AS page"
 
 
-async def rooms_json(keys: Sequence[str], after: int, limit: int | None) -> RoomsJson:
-    """Live rooms with an ID above `after`, by ID, at most `limit`, as JSON objects
-    with `keys` (see _page_sql)."""
+def _p(sqlite: bool, n: int) -> str:
+    return f"?{n}" if sqlite else f"${n}"
+
+
+async def _is_admin(conn: Any, sqlite: bool, user_id: int) -> int:
+    sql = f"SELECT 1 FROM users WHERE id = {_p(sqlite, 1)} AND is_admin"
+    _, rows = await conn.execute_query(sql, [user_id])
+    return 1 if rows else 0
+
+
+async def rooms_json(keys: Sequence[str], viewer: int, after: int, limit: int | None) -> RoomsJson:
+    """Live rooms `viewer` may see with an ID above `after`, by ID, at most `limit`,
+    as JSON objects with `keys` (see _page_sql)."""
     conn = _connection()
     sqlite = conn.capabilities.dialect == "sqlite"
-    params = [after] if limit is None else [after, limit]
     with storage_errors():
+        admin = await _is_admin(conn, sqlite, viewer)
+        params = [viewer, admin, after] + ([] if limit is None else [limit])
         _, rows = await conn.execute_query(_page_sql(sqlite, keys, limit is not None), params)
     array, count, last_id = rows[0]
     return RoomsJson(str(array), int(count), None if last_id is None else int(last_id))
 
 
-async def any_room_after(room_id: int) -> bool:
-    """Whether a live room has an ID above this one (one probe of the same index)."""
+async def any_room_after(viewer: int, room_id: int) -> bool:
+    """Whether a live room `viewer` may see has an ID above this one."""
     conn = _connection()
-    placeholder = "?" if conn.capabilities.dialect == "sqlite" else "$1"
-    sql = f"SELECT 1 FROM rooms WHERE deleted_at IS NULL AND id > {placeholder} LIMIT 1"
+    sqlite = conn.capabilities.dialect == "sqlite"
+    sql = (
+        "SELECT 1 FROM rooms r LEFT JOIN room_members m"
+        f" ON m.room_id = r.id AND m.user_id = {_p(sqlite, 1)}"
+        f" WHERE r.deleted_at IS NULL AND r.id > {_p(sqlite, 3)}"
+        f" AND (r.visibility = 'public' OR m.role IS NOT NULL OR {_p(sqlite, 2)} = 1) LIMIT 1"
+    )
     with storage_errors():
-        _, rows = await conn.execute_query(sql, [room_id])
+        admin = await _is_admin(conn, sqlite, viewer)
+        _, rows = await conn.execute_query(sql, [viewer, admin, room_id])
     return bool(rows)

@@ -64,6 +64,7 @@ class Connection:
         "_held",
         "_replayed_up_to",
         "_allowance",
+        "muted_until",
     )
 
     def __init__(
@@ -89,6 +90,8 @@ class Connection:
         # Frames of a replay still on their way: they do not count against
         # queue_size (a replay is a bounded burst) until the peer has caught up.
         self._allowance = 0
+        # Muted in this room until this unix time (0: not muted; inf: until lifted).
+        self.muted_until = 0.0
 
     @property
     def user_id(self) -> int:

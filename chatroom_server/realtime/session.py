@@ -50,6 +50,11 @@ class Session:
 
     async def on_frame(self, data: str | bytes) -> None:
         """Take one client frame: refuse it with an error frame, or start storing it."""
+        muted_until = self.conn.muted_until
+        if muted_until and time.time() < muted_until:
+            metrics.DROPPED_MUTED.inc()
+            self._error(protocol.MUTED, "You are muted in this room; the message was not sent.")
+            return
         if not self.bucket.take():
             metrics.DROPPED_RATE_LIMITED.inc()
             self._error(protocol.RATE_LIMITED, "Too many messages; this one was dropped.")

@@ -7,27 +7,40 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tortoise import timezone
+from tortoise.transactions import in_transaction
 
 from ..db.errors import storage_errors
-from ..db.models import RoomRow
+from ..db.models import RoomMemberRow, RoomRow
 from ..db.room_list import any_room_after, rooms_json
-from ..domain import Room
+from ..domain import OWNER, PUBLIC, Room
 from ..errors import NotFound
 
 log = logging.getLogger("chatroom_server.rooms")
 
 
 def to_room(row: RoomRow) -> Room:
-    return Room(row.id, row.name, row.created_at, row.updated_at, row.deleted_at)
+    return Room(
+        row.id,
+        row.name,
+        row.created_at,
+        row.updated_at,
+        row.deleted_at,
+        row.visibility,
+        row.owner_id,
+    )
 
 
 def room_not_found(room_id: int) -> NotFound:
     return NotFound(f"Room {room_id} does not exist.")
 
 
-async def create_room(name: str) -> Room:
+async def create_room(name: str, visibility: str = PUBLIC, owner_id: int | None = None) -> Room:
+    """A room; with an owner (a user made it), they are its first member."""
     with storage_errors():
-        row = await RoomRow.create(name=name)
+        async with in_transaction():
+            row = await RoomRow.create(name=name, visibility=visibility, owner_id=owner_id)
+            if owner_id is not None:
+                await RoomMemberRow.create(room_id=row.id, user_id=owner_id, role=OWNER)
     log.info("room created: id=%s", row.id)
     return to_room(row)
 
@@ -49,15 +62,20 @@ class RoomListing:
 
 
 async def room_listing(
-    after: int | None, limit: int | None, page_max: int, keys: Sequence[str]
+    viewer: int, after: int | None, limit: int | None, page_max: int, keys: Sequence[str]
 ) -> RoomListing:
-    """Every room by ID; with `after` or `limit`, one page of at most `limit`
-    (`page_max` when only `after` is given) and the `after` of the next, if any."""
+    """Every room `viewer` may see, by ID (public ones, theirs, or all for an admin);
+    with `after` or `limit`, one page of at most `limit` (`page_max` when only
+    `after` is given) and the `after` of the next, if any."""
     if after is None and limit is None:
-        return RoomListing((await rooms_json(keys, 0, None)).array, paged=False)
+        return RoomListing((await rooms_json(keys, viewer, 0, None)).array, paged=False)
     size = limit or page_max
-    page = await rooms_json(keys, after or 0, size)
-    more = page.count == size and page.last_id is not None and await any_room_after(page.last_id)
+    page = await rooms_json(keys, viewer, after or 0, size)
+    more = (
+        page.count == size
+        and page.last_id is not None
+        and await any_room_after(viewer, page.last_id)
+    )
     return RoomListing(page.array, paged=True, next_after=page.last_id if more else None)
 
 

@@ -15,6 +15,7 @@ from ..realtime.relay import Relay
 from ..realtime.revocations import Revocations
 from ..security import TokenService
 from ..services.limits import AbuseLimits
+from ..services.members import RoomAdmin
 from ..services.sessions import SessionService
 from ..services.users import UserService
 from ..settings import Settings
@@ -29,6 +30,7 @@ class Ctx:
     limits: AbuseLimits
     sessions: SessionService
     revocations: Revocations
+    rooms: RoomAdmin
     wire: Wire
     store: MessageStore
     hub: Hub

@@ -9,6 +9,7 @@ from sanic.response import HTTPResponse, json, raw
 from sanic_ext import openapi
 
 from .. import protocol
+from ..domain import Room
 from ..services import messages as message_service
 from ..services import rooms as room_service
 from .context import authenticate, ctx_of
@@ -46,9 +47,10 @@ async def require_token(request: Request) -> None:
 )
 async def create(request: Request) -> HTTPResponse:
     body = protocol.parse_body(protocol.CreateRoomRequest, request.body)
-    await ctx_of(request).limits.check_room_create(request.ctx.identity.user_id)
-    room = await room_service.create_room(body.name)
-    return json(protocol.created_room_json(room))
+    ctx = ctx_of(request)
+    await ctx.limits.check_room_create(request.ctx.identity.user_id)
+    st = await ctx.rooms.create(request.ctx.identity, body.name, body.visibility)
+    return json(protocol.created_room_json(st.room, st.role))
 
 
 ROOM_PAGE = [
@@ -92,22 +94,27 @@ async def _rooms(request: Request) -> HTTPResponse:
     limit = protocol.query_int(args.get("limit"), "limit", 1, protocol.ROOM_PAGE_MAX)
     after = protocol.query_int(args.get("after"), "after", 0, protocol.MAX_ID)
     listing = await room_service.room_listing(
-        after, limit, protocol.ROOM_PAGE_MAX, protocol.ROOM_KEYS
+        request.ctx.identity.user_id, after, limit, protocol.ROOM_PAGE_MAX, protocol.ROOM_KEYS
     )
     body = protocol.room_list_body(listing.array, listing.paged, listing.next_after)
     return raw(body, content_type="application/json")
+
+
+async def _readable(request: Request, room_id: int) -> Room:
+    """The room, if the caller may read it (404 if they may not see it, 403 if banned)."""
+    return (await ctx_of(request).rooms.get(request.ctx.identity, room_id)).room
 
 
 @bp.post("/room-messages")
 @openapi.definition(
     summary="The last 50 messages of a room, oldest first",
     body=json_body(protocol.RoomMessagesRequest),
-    response=responses(protocol.LegacyHistoryResponse, 400, 401, 404, 413, 503),
+    response=responses(protocol.LegacyHistoryResponse, 400, 401, 403, 404, 413, 503),
     secured=BEARER,
 )
 async def room_messages(request: Request) -> HTTPResponse:
     body = protocol.parse_body(protocol.RoomMessagesRequest, request.body)
-    room = await room_service.get_room(body.roomId)
+    room = await _readable(request, body.roomId)
     page = await ctx_of(request).store.history(
         room, before=None, after=None, limit=message_service.HISTORY_DEFAULT
     )
@@ -128,7 +135,7 @@ async def room_messages(request: Request) -> HTTPResponse:
             f"At most this many messages (default {message_service.HISTORY_DEFAULT}).",
         ),
     ],
-    response=responses(protocol.HistoryResponse, 400, 401, 404, 503),
+    response=responses(protocol.HistoryResponse, 400, 401, 403, 404, 503),
     secured=BEARER,
 )
 async def messages(request: Request, room_id: int) -> HTTPResponse:
@@ -136,7 +143,7 @@ async def messages(request: Request, room_id: int) -> HTTPResponse:
     before = protocol.query_int(args.get("before"), "before", 1, protocol.MAX_ID)
     after = protocol.query_int(args.get("after"), "after", 0, protocol.MAX_ID)
     limit = protocol.query_int(args.get("limit"), "limit", 1, message_service.HISTORY_MAX)
-    room = await room_service.get_room(room_id)
+    room = await _readable(request, room_id)
     page = await ctx_of(request).store.history(
         room, before=before, after=after, limit=limit or message_service.HISTORY_DEFAULT
     )
@@ -147,9 +154,9 @@ async def messages(request: Request, room_id: int) -> HTTPResponse:
 @openapi.definition(
     summary="Who is in a room, across all hosts",
     parameter=ROOM_ID,
-    response=responses(protocol.PresenceResponse, 401, 404, 503),
+    response=responses(protocol.PresenceResponse, 401, 403, 404, 503),
     secured=BEARER,
 )
 async def presence(request: Request, room_id: int) -> HTTPResponse:
-    room = await room_service.get_room(room_id)
+    room = await _readable(request, room_id)
     return json(protocol.presence_json(await ctx_of(request).relay.presence(room.id)))

@@ -27,7 +27,7 @@ from ..realtime.connection import (
 )
 from ..realtime.revocations import SESSION_ENDED
 from ..realtime.session import Session
-from ..services import rooms as room_service
+from ..services import access
 from .context import authenticate, client_ip, ctx_of
 
 bp = Blueprint("ws")
@@ -57,11 +57,11 @@ async def before_upgrade(request: Request) -> None:
     if room_id is None:
         raise BadRequest("room_id: this query parameter is required.")
     request.ctx.since = protocol.query_int(arg("since"), "since", 0, protocol.MAX_ID)
-    # Checked in the database every time; the room object is shared by its sockets.
-    room = ctx.hub.room(room_id)
-    if room is None or not await room_service.room_exists(room_id):
-        room = await room_service.get_room(room_id)
-    request.ctx.room = room
+    # Checked in the database every time (a private room a stranger names is a 404,
+    # a ban a 403); the room object is shared by its sockets.
+    standing = await access.authorize(room_id, request.ctx.identity, access.Action.READ)
+    request.ctx.room = ctx.hub.room(room_id) or standing.room
+    request.ctx.muted_until = access.mute_deadline(standing)
     # Last: a refusal above must not hold a slot. The handler takes the slot over;
     # should the upgrade fail before it runs, release_failed_upgrade gives it back,
     # and a request that dies some other way leaves a slot nobody refreshes: it
@@ -89,6 +89,7 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
     identity = request.ctx.identity
     transport = wire.transport(ws)
     conn = Connection(transport, identity, request.ctx.room, settings.ws_queue, wire.encode)
+    conn.muted_until = request.ctx.muted_until
     session = Session(
         ctx.relay,
         conn,

@@ -1,0 +1,174 @@
+"""Who may do what in a room: the one place that decides (SPEC 10).
+
+Every room endpoint and the websocket ask `authorize` (and `authorize_over` when
+the action names another user). A room the caller may not see does not exist for
+them: they get the very NotFound an ID never used gets.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tortoise import timezone
+
+from ..db.access import StandingRow, standing_row
+from ..db.errors import storage_errors
+from ..db.models import RoomMemberRow, RoomRow, UserRow
+from ..domain import DIRECT, MODERATOR, OWNER, PUBLIC, Identity, Room
+from ..errors import BadRequest, Forbidden
+from .rooms import MAX_ID, room_not_found, to_room
+
+
+class Action(enum.Enum):
+    READ = "read"  # the room, its history, presence, members, a websocket
+    EDIT = "edit"  # rename, change visibility
+    DELETE = "delete"
+    INVITE = "invite"
+    SET_ROLE = "set_role"
+    KICK = "kick"
+    BAN = "ban"
+    MUTE = "mute"
+    LEAVE = "leave"
+
+
+# Who may, besides a site admin, and what a refusal says is missing.
+_STAFF = (OWNER, MODERATOR)
+_NEEDS: dict[Action, tuple[tuple[str, ...], str]] = {
+    Action.EDIT: (_STAFF, "Only the room's owner or a moderator may change the room."),
+    Action.DELETE: ((OWNER,), "Only the room's owner may delete the room."),
+    Action.INVITE: (_STAFF, "Only the room's owner or a moderator may add members."),
+    Action.SET_ROLE: ((OWNER,), "Only the room's owner may change roles."),
+    Action.KICK: (_STAFF, "Only the room's owner or a moderator may remove members."),
+    Action.BAN: (_STAFF, "Only the room's owner or a moderator may ban users."),
+    Action.MUTE: (_STAFF, "Only the room's owner or a moderator may mute users."),
+}
+
+# What a direct room refuses, whoever asks.
+_NOT_IN_DIRECT = {
+    Action.EDIT: "A direct room cannot be renamed or changed.",
+    Action.INVITE: "A direct room has exactly its two users; nobody can be added.",
+    Action.SET_ROLE: "A direct room has no roles.",
+    Action.KICK: "Nobody can be removed from a direct room.",
+    Action.BAN: "Nobody can be banned from a direct room.",
+    Action.MUTE: "Nobody can be muted in a direct room.",
+    Action.LEAVE: "A direct room cannot be left.",
+}
+
+
+def _active(present: bool, until: datetime | None, now: datetime) -> bool:
+    return present and (until is None or until > now)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """What `user_id` is in `room` right now."""
+
+    room: Room
+    user_id: int
+    role: str | None
+    admin: bool
+    banned: bool
+    muted: bool
+    mute_until: datetime | None
+
+    @classmethod
+    def of(cls, room: Room, user_id: int, row: StandingRow) -> Standing:
+        now = timezone.now()
+        return cls(
+            room,
+            user_id,
+            row.role,
+            row.admin,
+            _active(row.banned, row.ban_until, now),
+            _active(row.muted, row.mute_until, now),
+            row.mute_until,
+        )
+
+    @property
+    def sees(self) -> bool:
+        return self.room.visibility == PUBLIC or self.role is not None or self.admin
+
+    @property
+    def staff(self) -> bool:
+        return self.admin or self.role in _STAFF
+
+
+async def load_room(room_id: int) -> Room:
+    if not 1 <= room_id <= MAX_ID:
+        raise room_not_found(room_id)
+    with storage_errors():
+        row = await RoomRow.get_or_none(id=room_id, deleted_at=None)
+    if row is None:
+        raise room_not_found(room_id)
+    return to_room(row)
+
+
+async def standing(room: Room, user_id: int) -> Standing:
+    return Standing.of(room, user_id, await standing_row(room.id, user_id))
+
+
+async def authorize(room_id: int, identity: Identity, action: Action) -> Standing:
+    """The caller's standing in the room if they may do `action` there; otherwise
+    NotFound (they may not see it), or Forbidden saying what is missing."""
+    room = await load_room(room_id)
+    st = await standing(room, identity.user_id)
+    check(st, action)
+    return st
+
+
+def check(st: Standing, action: Action) -> None:
+    if not st.sees:
+        raise room_not_found(st.room.id)
+    if st.banned and not st.admin:
+        raise Forbidden("You are banned from this room.")
+    if st.room.visibility == DIRECT and action in _NOT_IN_DIRECT:
+        raise Forbidden(_NOT_IN_DIRECT[action])
+    if action is Action.LEAVE:
+        if st.role == OWNER:
+            raise Forbidden("The owner cannot leave the room; delete it instead.")
+        return
+    if action is Action.INVITE and st.room.visibility == PUBLIC:
+        raise BadRequest("Only private rooms have members to add; anyone may join a public room.")
+    need = _NEEDS.get(action)
+    if need is not None and not st.admin and st.role not in need[0]:
+        raise Forbidden(need[1])
+
+
+def check_over(actor: Standing, target: Standing, action: Action) -> None:
+    """May `actor` (already checked for `action`) do it to `target`?"""
+    if target.user_id == actor.user_id and action in (Action.BAN, Action.MUTE):
+        raise BadRequest(f"You cannot {action.value} yourself.")
+    if target.role == OWNER:
+        raise Forbidden(
+            "The room's owner cannot be removed, banned or muted."
+            if action is not Action.SET_ROLE
+            else "The owner's role cannot change."
+        )
+    if target.role == MODERATOR and not actor.admin and actor.role != OWNER:
+        raise Forbidden("Moderators cannot act on other moderators; only the owner can.")
+
+
+async def seers(room_id: int, user_ids: Iterable[int]) -> set[int]:
+    """Those of these users who may see the room: its members, and site admins."""
+    wanted = set(user_ids)
+    if not wanted:
+        return set()
+    with storage_errors():
+        members = await RoomMemberRow.filter(room_id=room_id, user_id__in=wanted).values_list(
+            "user_id", flat=True
+        )
+        admins = await UserRow.filter(id__in=wanted, is_admin=True).values_list("id", flat=True)
+    found: list[Any] = [*members, *admins]
+    return {int(u) for u in found}
+
+
+def mute_deadline(st: Standing) -> float:
+    """Unix seconds until which the user is muted there: 0 if not, inf without an end."""
+    if not st.muted:
+        return 0.0
+    return math.inf if st.mute_until is None else st.mute_until.timestamp()
