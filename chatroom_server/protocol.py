@@ -193,7 +193,7 @@ class LoginRequest(_Request):
 Visibility = Literal["public", "private"]
 Role = Literal["moderator", "member"]
 REASON_MAX = 200
-BAN_SECONDS_MAX = 366 * 24 * 3600
+BAN_SECONDS_MAX = 365 * 24 * 3600  # 31536000, the bound of the i13 design
 
 
 class CreateRoomRequest(_Request):
