@@ -16,7 +16,7 @@ from typing import Any
 
 from tortoise import timezone
 
-from ..db.access import StandingRow, standing_row
+from ..db.access import StandingRow, room_and_standing, standing_row
 from ..db.errors import storage_errors
 from ..db.models import RoomBanRow, RoomMemberRow, RoomMuteRow, RoomRow, UserRow
 from ..domain import DIRECT, MODERATOR, OWNER, PUBLIC, Identity, Room
@@ -115,8 +115,22 @@ async def standing(room: Room, user_id: int) -> Standing:
 async def authorize(room_id: int, identity: Identity, action: Action) -> Standing:
     """The caller's standing in the room if they may do `action` there; otherwise
     NotFound (they may not see it), or Forbidden saying what is missing."""
-    room = await load_room(room_id)
-    st = await standing(room, identity.user_id)
+    if not 1 <= room_id <= MAX_ID:
+        raise room_not_found(room_id)
+    found = await room_and_standing(room_id, identity.user_id)
+    if found is None:
+        raise room_not_found(room_id)
+    record, row = found
+    room = Room(
+        record.id,
+        record.name,
+        record.created_at,
+        record.updated_at,
+        None,
+        record.visibility,
+        record.owner_id,
+    )
+    st = Standing.of(room, identity.user_id, row)
     check(st, action)
     return st
 

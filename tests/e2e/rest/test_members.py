@@ -36,6 +36,10 @@ async def test_a_private_room_does_not_exist_for_a_stranger(server: ChatServer) 
     assert room["ownerId"] == owner["ID"]
     assert room["role"] == "owner"
     rid = room["ID"]
+    got = await server.http.get(f"{CHAT}/rooms/{rid}", headers=auth(owner_token))
+    assert got.json() == {"chatRoom": room}
+    listed = await server.http.get(ROOMS, headers=auth(owner_token))
+    assert listed.json()["chatRooms"] == [room]
     assert rid in await _listed(server, owner_token)
     assert rid not in await _listed(server, stranger)
 
