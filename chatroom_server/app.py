@@ -69,7 +69,16 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         settings.session_recheck,
         sweep_every=settings.session_cache_seconds,
     )
-    room_events = RoomEvents(hub, access.seers, relay.publish_control)
+    room_events = RoomEvents(
+        hub,
+        access.seers,
+        relay.publish_control,
+        access.verdicts,
+        access.load_room,
+        lambda: relay.broker.healthy,
+        settings.session_recheck,
+        sweep_every=settings.session_cache_seconds,
+    )
     relay.control = ControlRoom(revocations, room_events)
     sessions.announce_with(revocations.announce)
     room_admin = RoomAdmin()
@@ -84,6 +93,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         limits=limits,
         sessions=sessions,
         revocations=revocations,
+        room_events=room_events,
         rooms=room_admin,
         wire=wire,
         store=store,
@@ -137,6 +147,7 @@ def _setup_lifecycle(app: App) -> None:
         app.ctx.tokens = TokenService(secret, settings.token_ttl)
         await app.ctx.relay.start()
         app.ctx.revocations.start()
+        app.ctx.room_events.start()
         app.ctx.limits.start()
         app.ctx.keepalive.start()
 
@@ -145,6 +156,7 @@ def _setup_lifecycle(app: App) -> None:
         # Close with 1001 ourselves: Sanic would otherwise close them with 1000.
         await app.ctx.keepalive.stop()
         await app.ctx.revocations.stop()
+        await app.ctx.room_events.stop()
         await app.ctx.relay.stop()
         await app.ctx.wire.wait_closed()
         # After the sockets: their handlers give their connection slots back first.

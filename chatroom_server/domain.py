@@ -44,7 +44,7 @@ class RoomEvent:
 
     `kind`: "removed" (kicked), "left", "banned", "muted" (until `until`, unix
     seconds, or 0 for no end), "unmuted", "private" (the room's non-members
-    leave), "deleted".
+    leave), "renamed" (read the room again), "deleted".
     """
 
     kind: str

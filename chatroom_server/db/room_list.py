@@ -57,7 +57,7 @@ def _page_sql(sqlite: bool, keys: Sequence[str], limited: bool) -> str:
     """`keys` name, in order: the ID, created, updated, deleted (null), the name, the
     visibility, the owner's ID and the viewer's role there.
 
-    Parameters: the viewer's ID, whether they are an admin (1/0), `after`, `limit`.
+    Parameters: the viewer's ID, `after`, `limit`.
     """
     time = _sqlite_time if sqlite else _postgres_time
     values = [
@@ -75,9 +75,9 @@ def _page_sql(sqlite: bool, keys: Sequence[str], limited: bool) -> str:
         "SELECT r.id, r.name, r.created_at, r.updated_at, r.visibility, r.owner_id, m.role"
         " FROM rooms r LEFT JOIN room_members m"
         f" ON m.room_id = r.id AND m.user_id = {_p(sqlite, 1)}"
-        f" WHERE r.deleted_at IS NULL AND r.id > {_p(sqlite, 3)}"
-        f" AND (r.visibility = 'public' OR m.role IS NOT NULL OR {_p(sqlite, 2)} = 1)"
-        " ORDER BY r.id" + (f" LIMIT {_p(sqlite, 4)}" if limited else "")
+        f" WHERE r.deleted_at IS NULL AND r.id > {_p(sqlite, 2)}"
+        f" AND (r.visibility = 'public' OR m.role IS NOT NULL OR {_admin(sqlite)})"
+        " ORDER BY r.id" + (f" LIMIT {_p(sqlite, 3)}" if limited else "")
     )
     if sqlite:
         # The aggregate takes the rows in the subquery's (ID) order.
@@ -91,10 +91,9 @@ def _p(sqlite: bool, n: int) -> str:
     return f"?{n}" if sqlite else f"${n}"
 
 
-async def _is_admin(conn: Any, sqlite: bool, user_id: int) -> int:
-    sql = f"SELECT 1 FROM users WHERE id = {_p(sqlite, 1)} AND is_admin"
-    _, rows = await conn.execute_query(sql, [user_id])
-    return 1 if rows else 0
+def _admin(sqlite: bool) -> str:
+    """Whether the viewer (parameter 1) is a site admin: evaluated once, not per row."""
+    return f"EXISTS (SELECT 1 FROM users WHERE id = {_p(sqlite, 1)} AND is_admin)"
 
 
 async def rooms_json(keys: Sequence[str], viewer: int, after: int, limit: int | None) -> RoomsJson:
@@ -102,9 +101,8 @@ async def rooms_json(keys: Sequence[str], viewer: int, after: int, limit: int | 
     as JSON objects with `keys` (see _page_sql)."""
     conn = _connection()
     sqlite = conn.capabilities.dialect == "sqlite"
+    params = [viewer, after] + ([] if limit is None else [limit])
     with storage_errors():
-        admin = await _is_admin(conn, sqlite, viewer)
-        params = [viewer, admin, after] + ([] if limit is None else [limit])
         _, rows = await conn.execute_query(_page_sql(sqlite, keys, limit is not None), params)
     array, count, last_id = rows[0]
     return RoomsJson(str(array), int(count), None if last_id is None else int(last_id))
@@ -117,10 +115,9 @@ async def any_room_after(viewer: int, room_id: int) -> bool:
     sql = (
         "SELECT 1 FROM rooms r LEFT JOIN room_members m"
         f" ON m.room_id = r.id AND m.user_id = {_p(sqlite, 1)}"
-        f" WHERE r.deleted_at IS NULL AND r.id > {_p(sqlite, 3)}"
-        f" AND (r.visibility = 'public' OR m.role IS NOT NULL OR {_p(sqlite, 2)} = 1) LIMIT 1"
+        f" WHERE r.deleted_at IS NULL AND r.id > {_p(sqlite, 2)}"
+        f" AND (r.visibility = 'public' OR m.role IS NOT NULL OR {_admin(sqlite)}) LIMIT 1"
     )
     with storage_errors():
-        admin = await _is_admin(conn, sqlite, viewer)
-        _, rows = await conn.execute_query(sql, [viewer, admin, room_id])
+        _, rows = await conn.execute_query(sql, [viewer, room_id])
     return bool(rows)

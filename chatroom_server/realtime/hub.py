@@ -85,6 +85,15 @@ class Hub:
         local = self._rooms.get(room_id)
         return local.room if local is not None else None
 
+    def replace_room(self, room: Room) -> None:
+        """The room changed (renamed): its connections here carry the new one."""
+        local = self._rooms.get(room.id)
+        if local is None:
+            return
+        local.room = room
+        for conn in local.conns:
+            conn.room = room
+
     def add(self, conn: Connection) -> bool:
         """Put the connection in its room; True if it opened the room in this process."""
         local = self._rooms.get(conn.room.id)

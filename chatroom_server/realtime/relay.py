@@ -191,7 +191,8 @@ class Relay:
         store, hub, room_id = self.store, self.hub, room.id
 
         async def fetch(after_seq: int) -> list[tuple[Message, str]]:
-            found = await store.after_seq(room, after_seq, BACKFILL_BATCH)
+            # The room as it is now (a rename replaces it in the hub).
+            found = await store.after_seq(hub.room(room_id) or room, after_seq, BACKFILL_BATCH)
             return [(m, protocol.message_frame(m)) for m in found]
 
         sequencer = Sequencer(lambda mid, frame: hub.push(room_id, mid, frame), fetch)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from typing import Any, Protocol
 
 from .. import protocol
-from ..domain import RoomEvent
+from ..domain import Room, RoomEvent
 from .connection import CLOSE_GOING_AWAY, CLOSE_POLICY
 from .hub import Hub
 from .revocations import Revocations
@@ -33,12 +34,45 @@ REASONS = {
 Seers = Callable[[int, Iterable[int]], Awaitable[set[int]]]
 
 
+class Verdict(Protocol):
+    @property
+    def stays(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def mute_deadline(self) -> float: ...
+
+
+# (room ID, user ID) pairs of open sockets -> whether each may stay, and its mute.
+Verdicts = Callable[[Iterable[tuple[int, int]]], Awaitable[Mapping[tuple[int, int], Verdict]]]
+
+
 class RoomEvents:
-    def __init__(self, hub: Hub, seers: Seers, publish: Callable[[str], Awaitable[None]]) -> None:
+    """Applies room events; and, since an event can be lost while the broker is away,
+    checks every open socket against the database every `recheck` seconds until it
+    is back, right after it resubscribed, and every `sweep_every` seconds anyway."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        seers: Seers,
+        publish: Callable[[str], Awaitable[None]],
+        verdicts: Verdicts,
+        load_room: Callable[[int], Awaitable[Room]],
+        healthy: Callable[[], bool],
+        recheck: float,
+        sweep_every: float = 60.0,
+    ) -> None:
         self.hub = hub
         self._seers = seers
         self._publish = publish
+        self._verdicts = verdicts
+        self._load_room = load_room
+        self._healthy = healthy
+        self.recheck = recheck
+        self.sweep_every = sweep_every
         self._tasks: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
 
     async def announce(self, event: RoomEvent) -> None:
         """Apply here, then tell every other process (best effort: see SECURITY.md)."""
@@ -74,9 +108,61 @@ class RoomEvents:
                 if conn.user_id == event.user_id:
                     conn.muted_until = 0.0
         elif event.kind == "private" and conns:
-            task = asyncio.create_task(self._members_only(event.room_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._members_only(event.room_id))
+        elif event.kind == "renamed" and conns:
+            self._spawn(self._reload(event.room_id))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reload(self, room_id: int) -> None:
+        try:
+            room = await self._load_room(room_id)
+        except Exception:
+            return  # deleted meanwhile: that event closes its sockets
+        self.hub.replace_room(room)
+
+    async def sweep(self) -> None:
+        conns = self.hub.all_connections()
+        if not conns:
+            return
+        found = await self._verdicts({(c.room.id, c.user_id) for c in conns})
+        for conn in conns:
+            verdict = found.get((conn.room.id, conn.user_id))
+            if verdict is None:
+                continue
+            if verdict.stays:
+                conn.muted_until = verdict.mute_deadline
+            elif verdict.reason == "deleted":
+                conn.close(CLOSE_GOING_AWAY, "room deleted")
+            else:
+                conn.close(CLOSE_POLICY, REASONS.get(verdict.reason, REASONS["removed"]))
+
+    def start(self) -> None:
+        self._watcher = asyncio.create_task(self._watch(), name="room-access-recheck")
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *([self._watcher] if self._watcher else [])]
+        self._watcher = None
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time() + self.sweep_every
+        while True:
+            await asyncio.sleep(self.recheck)
+            if self._healthy() and loop.time() < next_sweep:
+                continue
+            next_sweep = loop.time() + self.sweep_every
+            try:
+                await self.sweep()
+            except Exception:
+                log.warning("could not re-check open sockets' room access", exc_info=True)
 
     async def _members_only(self, room_id: int) -> None:
         conns = self.hub.connections(room_id)
@@ -105,3 +191,7 @@ class ControlRoom:
 
     async def resynced(self) -> None:
         await self.revocations.resynced()
+        try:
+            await self.rooms.sweep()
+        except Exception:
+            log.warning("could not re-check open sockets' room access", exc_info=True)

@@ -16,9 +16,9 @@ from typing import Any
 
 from tortoise import timezone
 
-from ..db.access import StandingRow, standing_row
+from ..db.access import StandingRow, room_and_standing, standing_row
 from ..db.errors import storage_errors
-from ..db.models import RoomMemberRow, RoomRow, UserRow
+from ..db.models import RoomBanRow, RoomMemberRow, RoomMuteRow, RoomRow, UserRow
 from ..domain import DIRECT, MODERATOR, OWNER, PUBLIC, Identity, Room
 from ..errors import BadRequest, Forbidden
 from .rooms import MAX_ID, room_not_found, to_room
@@ -115,8 +115,22 @@ async def standing(room: Room, user_id: int) -> Standing:
 async def authorize(room_id: int, identity: Identity, action: Action) -> Standing:
     """The caller's standing in the room if they may do `action` there; otherwise
     NotFound (they may not see it), or Forbidden saying what is missing."""
-    room = await load_room(room_id)
-    st = await standing(room, identity.user_id)
+    if not 1 <= room_id <= MAX_ID:
+        raise room_not_found(room_id)
+    found = await room_and_standing(room_id, identity.user_id)
+    if found is None:
+        raise room_not_found(room_id)
+    record, row = found
+    room = Room(
+        record.id,
+        record.name,
+        record.created_at,
+        record.updated_at,
+        None,
+        record.visibility,
+        record.owner_id,
+    )
+    st = Standing.of(room, identity.user_id, row)
     check(st, action)
     return st
 
@@ -172,3 +186,68 @@ def mute_deadline(st: Standing) -> float:
     if not st.muted:
         return 0.0
     return math.inf if st.mute_until is None else st.mute_until.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What an open socket's user may still do in its room (see room_events.sweep)."""
+
+    stays: bool
+    reason: str  # why not: "deleted", "banned", "removed"
+    mute_deadline: float
+
+
+async def verdicts(pairs: Iterable[tuple[int, int]]) -> dict[tuple[int, int], Verdict]:
+    """For (room ID, user ID) pairs of open sockets: may each stay, and is it muted?
+    Five queries whatever the number of pairs (a sweep, not the hot path)."""
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    room_ids = {r for r, _ in wanted}
+    user_ids = {u for _, u in wanted}
+    with storage_errors():
+        rooms = {
+            row["id"]: row
+            for row in await RoomRow.filter(id__in=room_ids).values(
+                "id", "visibility", "deleted_at"
+            )
+        }
+        members = set(
+            await RoomMemberRow.filter(room_id__in=room_ids, user_id__in=user_ids).values_list(
+                "room_id", "user_id"
+            )
+        )
+        bans = {
+            (row["room_id"], row["user_id"]): row["until"]
+            for row in await RoomBanRow.filter(room_id__in=room_ids, user_id__in=user_ids).values(
+                "room_id", "user_id", "until"
+            )
+        }
+        mutes = {
+            (row["room_id"], row["user_id"]): row["until"]
+            for row in await RoomMuteRow.filter(room_id__in=room_ids, user_id__in=user_ids).values(
+                "room_id", "user_id", "until"
+            )
+        }
+        admin_ids: list[Any] = list(
+            await UserRow.filter(id__in=user_ids, is_admin=True).values_list("id", flat=True)
+        )
+        admins = {int(a) for a in admin_ids}
+    now = timezone.now()
+    found: dict[tuple[int, int], Verdict] = {}
+    for pair in wanted:
+        room_id, user_id = pair
+        room = rooms.get(room_id)
+        admin = user_id in admins
+        muted = pair in mutes and _active(True, mutes[pair], now)
+        until = mutes.get(pair)
+        deadline = (math.inf if until is None else until.timestamp()) if muted else 0.0
+        if room is None or room["deleted_at"] is not None:
+            found[pair] = Verdict(False, "deleted", 0.0)
+        elif pair in bans and _active(True, bans[pair], now) and not admin:
+            found[pair] = Verdict(False, "banned", 0.0)
+        elif room["visibility"] != PUBLIC and pair not in members and not admin:
+            found[pair] = Verdict(False, "removed", 0.0)
+        else:
+            found[pair] = Verdict(True, "", deadline)
+    return found

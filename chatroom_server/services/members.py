@@ -121,6 +121,8 @@ class RoomAdmin:
             log.info("room changed: id=%s fields=%s", room_id, ",".join(sorted(changes)))
             if changes.get("visibility") == PRIVATE:
                 await self._tell(RoomEvent("private", room_id))
+            if "name" in changes:
+                await self._tell(RoomEvent("renamed", room_id))
         return await standing(await load_room(room_id), identity.user_id)
 
     async def delete(self, identity: Identity, room_id: int) -> None:

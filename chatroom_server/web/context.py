@@ -13,6 +13,7 @@ from ..domain import Identity
 from ..realtime.hub import Hub
 from ..realtime.relay import Relay
 from ..realtime.revocations import Revocations
+from ..realtime.room_events import RoomEvents
 from ..security import TokenService
 from ..services.limits import AbuseLimits
 from ..services.members import RoomAdmin
@@ -30,6 +31,7 @@ class Ctx:
     limits: AbuseLimits
     sessions: SessionService
     revocations: Revocations
+    room_events: RoomEvents
     rooms: RoomAdmin
     wire: Wire
     store: MessageStore

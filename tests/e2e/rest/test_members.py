@@ -36,6 +36,10 @@ async def test_a_private_room_does_not_exist_for_a_stranger(server: ChatServer) 
     assert room["ownerId"] == owner["ID"]
     assert room["role"] == "owner"
     rid = room["ID"]
+    got = await server.http.get(f"{CHAT}/rooms/{rid}", headers=auth(owner_token))
+    assert got.json() == {"chatRoom": room}
+    listed = await server.http.get(ROOMS, headers=auth(owner_token))
+    assert listed.json()["chatRooms"] == [room]
     assert rid in await _listed(server, owner_token)
     assert rid not in await _listed(server, stranger)
 
@@ -307,3 +311,32 @@ async def test_going_private_closes_strangers_and_delete_closes_everyone(
         assert deleted.status_code == 204
         assert await close_code(mine) == 1001
         assert mine.close_reason == "room deleted"
+
+
+async def test_a_rename_reaches_live_messages(server: ChatServer) -> None:
+    _, owner = await server.signup()
+    rid = (await server.create_room(owner, "old name"))["ID"]
+    async with server.connect(rid, owner) as ws:
+        await recv_event(ws, "join")
+        res = await server.http.patch(
+            f"{CHAT}/rooms/{rid}", json={"name": "  new name "}, headers=auth(owner)
+        )
+        assert res.status_code == 200 and res.json()["chatRoom"]["name"] == "new name"
+
+        async def renamed() -> bool:
+            await ws.send('{"chatMessage": "which room?"}')
+            frame = await recv_event(ws, "message")
+            return bool(frame["Body"]["chatRoomName"] == "new name")
+
+        # The rename is read back asynchronously: at most a message or two later.
+        for _ in range(50):
+            if await renamed():
+                break
+        else:
+            raise AssertionError("live messages kept the old room name")
+    bad = await server.http.patch(f"{CHAT}/rooms/{rid}", json={"name": ""}, headers=auth(owner))
+    assert_error(bad, 400, "name")
+    bad = await server.http.patch(
+        f"{CHAT}/rooms/{rid}", json={"visibility": "direct"}, headers=auth(owner)
+    )
+    assert_error(bad, 400, "visibility")
