@@ -18,6 +18,7 @@ from .realtime.hub import Hub
 from .realtime.relay import Relay
 from .realtime.revocations import Revocations
 from .security import TokenService
+from .services import admin as admin_service
 from .services import rooms as room_service
 from .services.limits import AbuseLimits, LimitSettings
 from .services.messages import plan_batch
@@ -65,6 +66,10 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         lambda: relay.broker.healthy,
         settings.session_recheck,
         sweep_every=settings.session_cache_seconds,
+        # The admin CLI's changes (deactivate-user, reset-password), which a server
+        # without Redis cannot hear: within the SPEC's 2 s with room to spare.
+        mark=admin_service.accounts_mark,
+        mark_every=min(1.0, settings.room_check_interval),
     )
     relay.control = revocations
     sessions.announce_with(revocations.announce)
