@@ -20,6 +20,7 @@ from .realtime.revocations import Revocations
 from .realtime.room_events import ControlRoom, RoomEvents
 from .security import TokenService
 from .services import access
+from .services import admin as admin_service
 from .services import rooms as room_service
 from .services.limits import AbuseLimits, LimitSettings
 from .services.members import RoomAdmin
@@ -68,6 +69,10 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         lambda: relay.broker.healthy,
         settings.session_recheck,
         sweep_every=settings.session_cache_seconds,
+        # The admin CLI's changes (deactivate-user, reset-password), which a server
+        # without Redis cannot hear: within the SPEC's 2 s with room to spare.
+        mark=admin_service.accounts_mark,
+        mark_every=min(1.0, settings.room_check_interval),
     )
     room_events = RoomEvents(
         hub,

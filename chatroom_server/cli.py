@@ -1,4 +1,5 @@
-"""The `chatroom-server` command: serve, migrate and room administration.
+"""The `chatroom-server` command: serve, migrate and room administration
+(site administration: cli_admin.py; what every command shares: cli_support.py).
 
 Builds Settings from flags and environment, then calls services; every failure
 is one line on stderr and a non-zero exit, never a traceback.
@@ -13,24 +14,23 @@ import functools
 import os
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import click
 
 from . import __version__
-from .errors import ChatError, ConfigError, StorageError
-from .settings import Settings, mask_url
-
-T = TypeVar("T")
-
-database_option = click.option(
-    "--database-url",
-    default=None,
-    metavar="URL",
-    help="sqlite://FILE or postgres://USER@HOST/DB (env CHATROOM_DATABASE_URL; "
-    "default sqlite://chatroom.sqlite3).",
+from .cli_admin import COMMANDS as admin_commands
+from .cli_support import (
+    OneLineErrors,
+    database_option,
+    describe_db_failure,
+    fail,
+    load_settings,
+    run_db,
 )
+from .errors import ConfigError
+from .settings import Settings
 
 
 def limit_option(name: str, kind: type, default: str, meaning: str) -> Any:
@@ -66,59 +66,17 @@ def with_abuse_limits(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-def fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
-    sys.exit(1)
-
-
-def load_settings(**flags: Any) -> Settings:
-    try:
-        return Settings.load(**flags)
-    except ChatError as exc:
-        fail(exc.message)
-        raise  # unreachable
-
-
-def run_db(database_url: str, job: Callable[[], Awaitable[T]]) -> T:
-    """Run one database job in a fresh loop, with the connection opened and closed."""
-    from .db import close_database, open_database
-
-    async def main() -> T:
-        await open_database(database_url)
-        try:
-            return await job()
-        finally:
-            await close_database()
-
-    try:
-        return asyncio.run(main())
-    except StorageError as exc:
-        fail(_describe_db_failure(database_url, exc.__cause__ or exc))
-    except ChatError as exc:
-        fail(exc.message)
-    except Exception as exc:  # a driver error: say what, never a traceback
-        fail(_describe_db_failure(database_url, exc))
-    raise AssertionError("unreachable")
-
-
-def _describe_db_failure(database_url: str, exc: BaseException) -> str:
-    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        detail = exc.strerror
-    return f"Cannot use the database {mask_url(database_url)}: {detail}"
-
-
 def migrate_database(database_url: str) -> list[str]:
     from .db import apply_migrations
 
     try:
         return asyncio.run(apply_migrations(database_url))
     except Exception as exc:
-        fail(_describe_db_failure(database_url, exc))
+        fail(describe_db_failure(database_url, exc))
     raise AssertionError("unreachable")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="chatroom-server")
 def main() -> None:
     """chatroom-server: accounts, rooms and live messages over websockets."""
@@ -193,7 +151,7 @@ def _preflight(settings: Settings) -> None:
     try:
         pending = asyncio.run(pending_migrations(settings.database_url))
     except Exception as exc:
-        fail(_describe_db_failure(settings.database_url, exc))
+        fail(describe_db_failure(settings.database_url, exc))
     if pending:
         fail(
             f"The database lacks {len(pending)} migration(s) ({', '.join(pending)}); "
@@ -307,6 +265,10 @@ def delete_room(room_id: int, database_url: str | None) -> None:
     settings = load_settings(database_url=database_url)
     room = run_db(settings.database_url, lambda: rooms.delete_room(room_id))
     click.echo(f"Deleted room {room.id}: {room.name}")
+
+
+for command in admin_commands:
+    main.add_command(command)
 
 
 def run() -> None:

@@ -130,6 +130,11 @@ def _check_password(value: str) -> str:
     return value
 
 
+def check_new_password(value: str) -> str:
+    """The signup rule for a new password (the CLI's reset-password applies it too)."""
+    return _check_password(value)
+
+
 def _check_password_length(value: str) -> str:
     """An existing password: any length bcrypt can take (no minimum: never a hint)."""
     if len(value.encode("utf-8")) > PASSWORD_MAX_BYTES:

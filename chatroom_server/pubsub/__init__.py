@@ -76,3 +76,16 @@ def make_broker(
 
         return RedisBroker(url, deliver, on_resync, prefix)
     raise ChatError(f"unsupported broker URL scheme: {url.split(':', 1)[0]!r}")
+
+
+async def publish_once(url: str, room_id: int, payload: str, prefix: str = "chatroom") -> None:
+    """From a process that is not a server (the admin CLI): send one payload to every
+    server subscribed to `room_id` through the Redis at `url`, then disconnect.
+
+    Raises BrokerUnavailable when it could not be sent.
+    """
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ChatError(f"unsupported broker URL scheme: {url.split(':', 1)[0]!r}")
+    from .redis import RedisBroker
+
+    await RedisBroker(url, lambda room, data: None, None, prefix).publish_once(room_id, payload)

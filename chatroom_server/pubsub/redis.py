@@ -174,6 +174,17 @@ class RedisBroker:
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
 
+    async def publish_once(self, room_id: int, payload: str) -> None:
+        """Publish one payload with no subscriber and no listener: for a process that
+        only speaks (the admin CLI). Raises BrokerUnavailable when it could not be sent."""
+        client = self._make_client(Retry(NoBackoff(), 0))
+        try:
+            await client.publish(self._room_channel(room_id), payload)
+        except _CONNECTION_ERRORS as exc:
+            raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+        finally:
+            await _close_quietly(client)
+
     # ------------------------------------------------------------------ the listener
 
     async def _listen(self) -> None:

@@ -8,6 +8,12 @@ the open sockets are checked against the database every `recheck` seconds until
 it is back, and once more right after it resubscribed; announcements that could
 not be sent are sent again when it is back; and every `sweep_every` seconds the
 open sockets are checked anyway, for a loss nobody noticed.
+
+The admin CLI is no server: without Redis nobody hears it. Whatever ends tokens
+there also moves the accounts mark (services/admin.py), which every process
+reads every `mark_every` seconds: one primary-key read; when the mark moved, the
+cache is cleared and the open sockets are checked at once (a deactivated user's
+sockets close within about `mark_every` seconds, with or without Redis).
 """
 
 from __future__ import annotations
@@ -46,6 +52,8 @@ class Revocations:
         healthy: Callable[[], bool],
         recheck: float,
         sweep_every: float = 60.0,
+        mark: Callable[[], Awaitable[str | None]] | None = None,
+        mark_every: float = 1.0,
     ) -> None:
         self.hub = hub
         self.gate = gate
@@ -55,8 +63,10 @@ class Revocations:
         # However healthy the broker looks, open sockets are checked this often: an
         # announcement lost without the broker noticing ends up here.
         self.sweep_every = sweep_every
+        self._mark = mark
+        self.mark_every = mark_every
         self._unsent: list[str] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def announce(self, revocation: Revocation) -> None:
         """Tell every process (this one at once, whatever the broker does)."""
@@ -104,13 +114,17 @@ class Revocations:
                 conn.close(CLOSE_POLICY, SESSION_ENDED)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._watch(), name="session-recheck")
+        self._tasks = [asyncio.create_task(self._watch(), name="session-recheck")]
+        if self._mark is not None:
+            self._tasks.append(
+                asyncio.create_task(self._watch_mark(self._mark), name="accounts-mark")
+            )
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _watch(self) -> None:
         loop = asyncio.get_running_loop()
@@ -130,3 +144,20 @@ class Revocations:
         while self._unsent:
             await self._publish(self._unsent[0])
             self._unsent.pop(0)
+
+    async def _watch_mark(self, read: Callable[[], Awaitable[str | None]]) -> None:
+        known: str | None = None
+        first = True
+        while True:
+            try:
+                mark = await read()
+                if not first and mark != known:
+                    # Which user changed is not said: forget every cached answer (they
+                    # are read again once) and check every open socket.
+                    self.gate.clear()
+                    await self.sweep()
+                known, first = mark, False
+            except Exception:
+                log.warning("could not read the accounts mark", exc_info=True)
+                first = False  # what changed meanwhile is unknown: the next read decides
+            await asyncio.sleep(self.mark_every)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 from tortoise import Tortoise
@@ -168,3 +169,97 @@ async def test_sqlite_upgrade_keeps_users_whose_names_now_collide(tmp_path: Path
 async def test_postgres_upgrade_keeps_users_whose_names_now_collide() -> None:
     async with fresh_pg_database("names") as url:
         await _upgrade_keeps_duplicate_names(url)
+
+
+# ---------------------------------------------------------------- 0005: rooms with members
+
+SEED_0004 = (
+    "INSERT INTO users (user_name, name_key, email, password_hash, created_at, updated_at, "
+    "deactivated_at, tokens_valid_after) VALUES "
+    "('ann', '{ann}', 'ann@example.com', '{hashed}', '2024-01-01', '2024-01-02', NULL, NULL), "
+    "('ben', '{ben}', 'ben@example.com', '{hashed}', '2024-01-01', '2024-01-01', "
+    "'2024-02-01', '2024-02-01');"
+    "INSERT INTO rooms (name, created_at, updated_at, deleted_at, last_seq) VALUES "
+    "('lobby', '2024-01-01', '2024-01-01', NULL, 2), "
+    "('gone', '2024-01-01', '2024-01-03', '2024-01-03', 1), "
+    "('quiet', '2024-01-01', '2024-01-01', NULL, 0);"
+    "INSERT INTO messages (room_id, user_id, user_name, text, created_at, client_message_id, seq) "
+    "VALUES (1, 1, 'ann', 'hello', '2024-01-01', 'c1', 1), "
+    "(2, 2, 'ben', 'bye', '2024-01-01', NULL, 1), "
+    "(1, 2, 'ben', 'hi ann', '2024-01-01', NULL, 2);"
+    "INSERT INTO sessions (id, user_id, created_at, last_seen_at, expires_at, ended_at, "
+    "user_agent) VALUES ('{sid}', 1, '2024-01-01', '2024-01-01', '2099-01-01', NULL, 'curl');"
+)
+
+
+async def _rows(conn: Any, table: str, columns: str) -> list[dict[str, Any]]:
+    return list(await conn.execute_query_dict(f"SELECT {columns} FROM {table} ORDER BY id"))
+
+
+async def _upgrade_0005_leaves_rooms_public_and_rows_alone(url: str) -> None:
+    config = tortoise_config(url)
+    (name,) = config["connections"]
+    await migrate(config=config, target="chat.0004_sessions")
+    await Tortoise.close_connections()
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    sid = "a" * 32
+    seed = SEED_0004.format(ann=name_key("ann"), ben=name_key("ben"), hashed=hashed, sid=sid)
+    await Tortoise.init(config=config)
+    try:
+        conn = Tortoise.get_connection(name)
+        await conn.execute_script(seed)
+        before = {
+            "users": await _rows(conn, "users", "*"),
+            "rooms": await _rows(conn, "rooms", "*"),
+            "messages": await _rows(conn, "messages", "*"),
+            "sessions": await _rows(conn, "sessions", "*"),
+        }
+    finally:
+        await Tortoise.close_connections()
+
+    assert await apply_migrations(url) == ["chat.0005_rooms_members"]
+
+    await Tortoise.init(config=config)
+    try:
+        conn = Tortoise.get_connection(name)
+        # Every column there was keeps its value, in every table.
+        for table, rows in before.items():
+            columns = ", ".join(rows[0])
+            assert await _rows(conn, table, columns) == rows, table
+        # Existing rooms: public, no owner, not direct; nobody a member, banned or muted.
+        rooms = await _rows(conn, "rooms", "id, visibility, owner_id, direct_key")
+        assert [(r["visibility"], r["owner_id"], r["direct_key"]) for r in rooms] == [
+            ("public", None, None)
+        ] * 3
+        for table in ("room_members", "room_bans", "room_mutes"):
+            assert await _rows(conn, table, "id") == [], table
+        users = await _rows(conn, "users", "id, is_admin")
+        assert [(u["id"], bool(u["is_admin"])) for u in users] == [(1, False), (2, False)]
+    finally:
+        await Tortoise.close_connections()
+
+    # The upgraded database serves: the old session's user logs in, the rooms are listed.
+    async with running_server(url) as server:
+        res = await server.http.post(
+            "/v1/api/auth/login", json={"email": "ann@example.com", "password": PASSWORD}
+        )
+        assert res.status_code == 200, res.text
+        token = res.json()["token"]
+        res = await server.http.get(
+            "/v1/api/chat/rooms", headers={"Authorization": f"Bearer {token}"}
+        )
+        assert res.status_code == 200, res.text
+        assert [r["name"] for r in res.json()["chatRooms"]] == ["lobby", "quiet"]
+        res = await server.http.post(
+            "/v1/api/auth/login", json={"email": "ben@example.com", "password": PASSWORD}
+        )
+        assert res.status_code == 401  # still deactivated
+
+
+async def test_sqlite_upgrade_to_0005_keeps_rooms_public(tmp_path: Path) -> None:
+    await _upgrade_0005_leaves_rooms_public_and_rows_alone(f"sqlite://{tmp_path / 'r.sqlite3'}")
+
+
+async def test_postgres_upgrade_to_0005_keeps_rooms_public() -> None:
+    async with fresh_pg_database("rooms") as url:
+        await _upgrade_0005_leaves_rooms_public_and_rows_alone(url)
