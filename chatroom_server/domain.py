@@ -53,6 +53,10 @@ class RoomEvent:
     until: float = 0.0
 
 
+# What a row of the messages table is (db/models.py MessageRow.kind).
+MESSAGE, EDIT, DELETE = 0, 1, 2
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     id: int

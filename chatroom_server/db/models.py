@@ -135,6 +135,18 @@ class MessageRow(Model):
     # 1, 2, 3... within the room, with no holes: receivers detect a missed message
     # by a jump in seq and back-fill it from here.
     seq = fields.BigIntField(default=0, db_default=0)
+    # What the row is: a message (MESSAGE), or a change to message `target_id` that
+    # took its place in the room's order (EDIT: `text` is the new text; DELETE). A
+    # change is a row of its own so that it has an ID and a seq: recovery by ID and
+    # the receivers' seq ordering carry edits and deletes like messages. The rows
+    # also keep who changed what and when (an edit keeps the text it set).
+    kind = fields.SmallIntField(default=0, db_default=0)
+    target_id = fields.BigIntField(null=True)
+    # On a message: when it was last edited, and when and by whom it was deleted
+    # (its text stays, for moderators; history and recovery leave it out).
+    edited_at = fields.DatetimeField(null=True)
+    deleted_at = fields.DatetimeField(null=True)
+    deleted_by_id = fields.BigIntField(null=True)
 
     room_id: int
     user_id: int
@@ -142,9 +154,32 @@ class MessageRow(Model):
     class Meta:
         table = "messages"
         # History and recovery read "room R, IDs around X": keep that one index lookup.
-        indexes = (("room_id", "id"),)
+        # Unread counts look up "my newest message in room R".
+        indexes = (("room_id", "id"), ("room_id", "user_id", "seq"))
         # A resend with the same clientMessageId stores nothing new, on every host.
         unique_together = (("room", "user", "client_message_id"), ("room", "seq"))
+
+
+class ReadMarkerRow(Model):
+    """How far a user has read a room: message `last_read_id`, whose seq is `last_read_seq`."""
+
+    id = fields.BigIntField(primary_key=True)
+    user: fields.ForeignKeyRelation[UserRow] = fields.ForeignKeyField(
+        "chat.UserRow", related_name="read_markers", on_delete=fields.CASCADE, db_index=False
+    )
+    room: fields.ForeignKeyRelation[RoomRow] = fields.ForeignKeyField(
+        "chat.RoomRow", related_name="read_markers", on_delete=fields.CASCADE, db_index=True
+    )
+    last_read_id = fields.BigIntField()
+    last_read_seq = fields.BigIntField()
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    room_id: int
+    user_id: int
+
+    class Meta:
+        table = "read_markers"
+        unique_together = (("user", "room"),)
 
 
 class SessionRow(Model):

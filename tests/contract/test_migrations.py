@@ -44,6 +44,7 @@ AFTER_0001 = (
     "chat.0003_user_name_key",
     "chat.0004_sessions",
     "chat.0005_rooms_members",
+    "chat.0006_edits_read_markers",
 )
 
 
@@ -122,6 +123,7 @@ async def _upgrade_keeps_duplicate_names(url: str) -> None:
         "chat.0003_user_name_key",
         "chat.0004_sessions",
         "chat.0005_rooms_members",
+        "chat.0006_edits_read_markers",
     ]
 
     await Tortoise.init(config=config)
@@ -217,7 +219,10 @@ async def _upgrade_0005_leaves_rooms_public_and_rows_alone(url: str) -> None:
     finally:
         await Tortoise.close_connections()
 
-    assert await apply_migrations(url) == ["chat.0005_rooms_members"]
+    assert await apply_migrations(url) == [
+        "chat.0005_rooms_members",
+        "chat.0006_edits_read_markers",
+    ]
 
     await Tortoise.init(config=config)
     try:
