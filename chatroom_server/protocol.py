@@ -43,6 +43,8 @@ M = TypeVar("M", bound=BaseModel)
 
 SYSTEM_USER_ID = -1
 FRAME_TYPE = 1
+# The newest websocket protocol (`v=2` in the query: SPEC 12's events too).
+PROTOCOL_VERSION = 2
 
 # Error codes of `error` frames.
 INVALID_JSON = "invalid_json"

@@ -65,6 +65,7 @@ class Connection:
         "_replayed_up_to",
         "_allowance",
         "muted_until",
+        "version",
     )
 
     def __init__(
@@ -74,6 +75,7 @@ class Connection:
         room: Room,
         queue_size: int,
         encode: Encode,
+        version: int = 1,
     ) -> None:
         self.transport = transport
         self.identity = identity
@@ -92,6 +94,8 @@ class Connection:
         self._allowance = 0
         # Muted in this room until this unix time (0: not muted; inf: until lifted).
         self.muted_until = 0.0
+        # The websocket protocol the client asked for (`v=2`: SPEC 12's events too).
+        self.version = version
 
     @property
     def user_id(self) -> int:

@@ -57,6 +57,7 @@ async def before_upgrade(request: Request) -> None:
     if room_id is None:
         raise BadRequest("room_id: this query parameter is required.")
     request.ctx.since = protocol.query_int(arg("since"), "since", 0, protocol.MAX_ID)
+    request.ctx.version = protocol.query_int(arg("v"), "v", 1, protocol.PROTOCOL_VERSION) or 1
     # Checked in the database every time (a private room a stranger names is a 404,
     # a ban a 403); the room object is shared by its sockets.
     standing = await access.authorize(room_id, request.ctx.identity, access.Action.READ)
@@ -88,7 +89,14 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
     settings, wire = ctx.settings, ctx.wire
     identity = request.ctx.identity
     transport = wire.transport(ws)
-    conn = Connection(transport, identity, request.ctx.room, settings.ws_queue, wire.encode)
+    conn = Connection(
+        transport,
+        identity,
+        request.ctx.room,
+        settings.ws_queue,
+        wire.encode,
+        request.ctx.version,
+    )
     conn.muted_until = request.ctx.muted_until
     session = Session(
         ctx.relay,
