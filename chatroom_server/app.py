@@ -22,6 +22,7 @@ from .security import TokenService
 from .services import access
 from .services import admin as admin_service
 from .services import rooms as room_service
+from .services.changes import MessageChanges
 from .services.limits import AbuseLimits, LimitSettings
 from .services.members import RoomAdmin
 from .services.messages import plan_batch
@@ -29,7 +30,7 @@ from .services.secrets import shared_secret
 from .services.sessions import SessionService
 from .services.users import UserService
 from .settings import Settings
-from .web import auth, members, ops, rooms, static, ws
+from .web import auth, members, messages, ops, rooms, static, ws
 from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
 from .web.internals import choose_protocol, choose_wire, orm
@@ -104,13 +105,14 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         store=store,
         hub=hub,
         relay=relay,
+        changes=MessageChanges(store.live_message, relay.change, settings.edit_window),
         keepalive=Keepalive(settings.ping_interval, wire.pings),
     )
     app: App = Sanic(name, ctx=ctx, error_handler=ChatErrorHandler())
     _configure(app, settings)
     setup_errors(app)
     setup_openapi(app)
-    app.blueprint([auth.bp, rooms.bp, members.bp, ws.bp, ops.bp, static.bp])
+    app.blueprint([auth.bp, rooms.bp, members.bp, messages.bp, ws.bp, ops.bp, static.bp])
     app.on_response(ops.count_request)  # type: ignore[no-untyped-call]
     _setup_lifecycle(app)
     return app

@@ -54,6 +54,10 @@ ABUSE_LIMITS = (
     limit_option("signup_ip_rate", int, "10", "Signups an hour per client address"),
     limit_option("room_create_rate", int, "20", "Rooms created an hour per user"),
     limit_option(
+        "edit_window", float, "0", "Seconds after sending in which a message can be edited; "
+        "0: no limit"
+    ),
+    limit_option(
         "proxies_count", int, "0", "Trusted proxies in front: the client address is then "
         "taken from X-Forwarded-For"
     ),

@@ -68,6 +68,25 @@ class Message:
     created_at: datetime
     client_message_id: str | None = None
     seq: int = 0
+    edited_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An edit or delete of message `target_id`, stored as row `id` at `seq` of its room.
+
+    `message`: for an edit, the message with the text this edit set and `edited_at`;
+    None for a delete, or when the message was deleted since (nothing to show).
+    """
+
+    kind: int  # EDIT or DELETE
+    id: int
+    seq: int
+    room_id: int
+    target_id: int
+    at: datetime
+    by_user_id: int
+    message: Message | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,8 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from .domain import (
+    EDIT,
+    Change,
     HistoryPage,
     Member,
     Message,
@@ -54,6 +56,9 @@ WRONG_ROOM = "wrong_room"
 RATE_LIMITED = "rate_limited"
 STORE_FAILED = "store_failed"
 MUTED = "muted"
+# ... and of protocol v2's edit and delete.
+FORBIDDEN = "forbidden"
+NOT_FOUND = "not_found"
 
 # Control characters other than tab and newline.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -417,6 +422,18 @@ class MessageOut(_Response):
     clientMessageId: str | SkipJsonSchema[None] = Field(
         default=None, min_length=1, max_length=CLIENT_MESSAGE_ID_MAX
     )
+    # Present only when the message was edited.
+    EditedAt: Timestamp | SkipJsonSchema[None] = Field(
+        default=None, description="When the text was last edited; absent if never."
+    )
+
+
+class EditMessageRequest(_Request):
+    chatMessage: str = _doc(minLength=1)
+
+
+class MessageResponse(_Response):
+    message: MessageOut
 
 
 class LegacyHistoryResponse(_Response):
@@ -560,7 +577,13 @@ def message_json(message: Message) -> dict[str, Any]:
     }
     if message.client_message_id is not None:
         body["clientMessageId"] = message.client_message_id
+    if message.edited_at is not None:
+        body["EditedAt"] = timestamp(message.edited_at)
     return body
+
+
+def message_response_json(message: Message) -> dict[str, Any]:
+    return {"message": message_json(message)}
 
 
 def legacy_history_json(messages: list[Message]) -> dict[str, Any]:
@@ -600,12 +623,20 @@ class ClientMessage:
 
 def parse_client_frame(data: str | bytes, room_id: int, max_chars: int) -> ClientMessage:
     """Decode `{"chatRoomId": N, "chatMessage": "..."}`; raise InvalidMessage if it is not one."""
+    return _message(_object(data), room_id, max_chars)
+
+
+def _object(data: str | bytes) -> dict[str, Any]:
     try:
         frame = orjson.loads(data)
     except orjson.JSONDecodeError:
         raise InvalidMessage(INVALID_JSON, "The frame is not valid JSON.") from None
     if not isinstance(frame, dict):
         raise InvalidMessage(INVALID_MESSAGE, "The frame must be a JSON object.")
+    return frame
+
+
+def _message(frame: dict[str, Any], room_id: int, max_chars: int) -> ClientMessage:
     if "chatRoomId" in frame and frame["chatRoomId"] is not None:
         try:
             target = _strict_int(frame["chatRoomId"])
@@ -615,7 +646,21 @@ def parse_client_frame(data: str | bytes, room_id: int, max_chars: int) -> Clien
             raise InvalidMessage(
                 WRONG_ROOM, f"This connection is for room {room_id}, not room {target}."
             )
-    text = frame.get("chatMessage")
+    text = check_text(frame.get("chatMessage"), max_chars)
+    client_id = frame.get("clientMessageId")
+    if client_id is not None:
+        if not isinstance(client_id, str) or not 1 <= len(client_id) <= CLIENT_MESSAGE_ID_MAX:
+            raise InvalidMessage(
+                INVALID_MESSAGE,
+                f"clientMessageId must be a string of 1 to {CLIENT_MESSAGE_ID_MAX} characters.",
+            )
+        if _CONTROL.search(client_id):
+            raise InvalidMessage(INVALID_MESSAGE, "clientMessageId contains control characters.")
+    return ClientMessage(text, client_id)
+
+
+def check_text(text: Any, max_chars: int) -> str:
+    """A message's text as sent (or edited): raise InvalidMessage if it may not be stored."""
     if not isinstance(text, str):
         raise InvalidMessage(INVALID_MESSAGE, "chatMessage must be a string.")
     if len(text) > max_chars:
@@ -628,16 +673,69 @@ def parse_client_frame(data: str | bytes, room_id: int, max_chars: int) -> Clien
         raise InvalidMessage(
             INVALID_MESSAGE, "The message contains control characters other than newline and tab."
         )
-    client_id = frame.get("clientMessageId")
-    if client_id is not None:
-        if not isinstance(client_id, str) or not 1 <= len(client_id) <= CLIENT_MESSAGE_ID_MAX:
-            raise InvalidMessage(
-                INVALID_MESSAGE,
-                f"clientMessageId must be a string of 1 to {CLIENT_MESSAGE_ID_MAX} characters.",
-            )
-        if _CONTROL.search(client_id):
-            raise InvalidMessage(INVALID_MESSAGE, "clientMessageId contains control characters.")
-    return ClientMessage(text, client_id)
+    return text
+
+
+# Protocol v2's other client frames (SPEC 12); a frame without "type" is a message.
+
+
+class EditFrame:
+    __slots__ = ("message_id", "text")
+
+    def __init__(self, message_id: int, text: str) -> None:
+        self.message_id = message_id
+        self.text = text
+
+
+class DeleteFrame:
+    __slots__ = ("message_id",)
+
+    def __init__(self, message_id: int) -> None:
+        self.message_id = message_id
+
+
+class TypingFrame:
+    __slots__ = ()
+
+
+class ReadFrame:
+    __slots__ = ("last_read_id",)
+
+    def __init__(self, last_read_id: int) -> None:
+        self.last_read_id = last_read_id
+
+
+ClientFrame = ClientMessage | EditFrame | DeleteFrame | TypingFrame | ReadFrame
+TYPING = TypingFrame()
+
+
+def parse_client_frame_v2(data: str | bytes, room_id: int, max_chars: int) -> ClientFrame:
+    """Decode a protocol v2 client frame; raise InvalidMessage if it is not one."""
+    frame = _object(data)
+    kind = frame.get("type", "message")
+    if kind == "message":
+        return _message(frame, room_id, max_chars)
+    if kind == "typing":
+        return TYPING
+    if kind == "edit":
+        return EditFrame(_frame_id(frame, "id"), check_text(frame.get("chatMessage"), max_chars))
+    if kind == "delete":
+        return DeleteFrame(_frame_id(frame, "id"))
+    if kind == "read":
+        return ReadFrame(_frame_id(frame, "lastReadId", low=0))
+    raise InvalidMessage(
+        INVALID_MESSAGE, "type must be one of message, edit, delete, typing, read."
+    )
+
+
+def _frame_id(frame: dict[str, Any], name: str, low: int = 1) -> int:
+    try:
+        value = _strict_int(frame.get(name))
+    except ValueError:
+        value = None
+    if not isinstance(value, int) or not low <= value <= MAX_ID:
+        raise InvalidMessage(INVALID_MESSAGE, f"{name} must be an integer from {low} to {MAX_ID}.")
+    return value
 
 
 def _frame(event: str, body: dict[str, Any]) -> str:
@@ -667,6 +765,29 @@ def error_frame(code: str, text: str) -> str:
     return _frame("error", {"chatUserId": SYSTEM_USER_ID, "chatMessage": text, "code": code})
 
 
+def change_frame(change: Change) -> str:
+    """Protocol v2's `edit` (the MSG with its new text and EditedAt) or `delete`; both name
+    their own place in the room's order as `eventId`, a cursor like a message's ID."""
+    if change.kind == EDIT:
+        assert change.message is not None
+        body = message_json(change.message)
+        body["eventId"] = change.id
+        return _frame("edit", body)
+    return _frame(
+        "delete",
+        {
+            "ID": change.target_id,
+            "chatRoomId": change.room_id,
+            "DeletedAt": timestamp(change.at),
+            "eventId": change.id,
+        },
+    )
+
+
+def typing_frame(room_id: int, user_id: int, user_name: str) -> str:
+    return _frame("typing", {"chatRoomId": room_id, "user": {"ID": user_id, "UserName": user_name}})
+
+
 def recovered_frame(count: int, complete: bool) -> str:
     return _frame(
         "recovered",
@@ -679,24 +800,43 @@ def recovered_frame(count: int, complete: bool) -> str:
 # What processes send each other through the broker: a header line, then the
 # client frame exactly as every connection will receive it (encoded once).
 #   "m <seq> <id>\n<frame>"   a stored message, with its room sequence and ID
+#   "c <seq> <id>\n<frame>"   an edit or delete (protocol v2 only), sequenced like them
 #   "p\n<frame>"              a presence line (join / leave), not sequenced
+#   "t <user ID>\n<frame>"    someone typing (protocol v2 only), not sequenced
 
 
 class BusItem:
-    __slots__ = ("seq", "message_id", "frame")
+    __slots__ = ("seq", "message_id", "frame", "v2_only", "typist")
 
-    def __init__(self, seq: int | None, message_id: int | None, frame: str) -> None:
+    def __init__(
+        self,
+        seq: int | None,
+        message_id: int | None,
+        frame: str,
+        v2_only: bool = False,
+        typist: int = 0,
+    ) -> None:
         self.seq = seq
         self.message_id = message_id
         self.frame = frame
+        self.v2_only = v2_only
+        self.typist = typist  # a typing frame's user
 
 
 def bus_message(message: Message, frame: str) -> str:
     return f"m {message.seq} {message.id}\n{frame}"
 
 
+def bus_change(change: Change, frame: str) -> str:
+    return f"c {change.seq} {change.id}\n{frame}"
+
+
 def bus_presence(frame: str) -> str:
     return f"p\n{frame}"
+
+
+def bus_typing(user_id: int, frame: str) -> str:
+    return f"t {user_id}\n{frame}"
 
 
 def parse_bus(payload: str) -> BusItem:
@@ -706,10 +846,12 @@ def parse_bus(payload: str) -> BusItem:
         raise ValueError("no header")
     if header == "p":
         return BusItem(None, None, frame)
+    if header[:2] == "t ":
+        return BusItem(None, None, frame, True, int(header[2:]))
     kind, seq, message_id = header.split(" ")
-    if kind != "m":
+    if kind not in ("m", "c"):
         raise ValueError(f"unknown kind {kind!r}")
-    return BusItem(int(seq), int(message_id), frame)
+    return BusItem(int(seq), int(message_id), frame, kind == "c")
 
 
 # The control room (pubsub.CONTROL_ROOM) carries revocations, one per payload:

@@ -35,6 +35,8 @@ class Settings:
     ws_origins: str = "*"
     max_frame_bytes: int = 65536
     max_message_chars: int = 4000
+    # Seconds after sending in which the author may edit a message; 0: no limit.
+    edit_window: float = 0.0
     ws_rate: float = 10.0
     ws_burst: int = 20
     ws_queue: int = 1000
@@ -132,6 +134,8 @@ class Settings:
             "header_timeout",
         ):
             positive(name)
+        if self.edit_window < 0:
+            raise ConfigError("CHATROOM_EDIT_WINDOW must be zero (no limit) or more.")
         if self.proxies_count < 0:
             raise ConfigError("CHATROOM_PROXIES_COUNT must be zero or more.")
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

@@ -16,16 +16,19 @@ from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from ..domain import Message
+from ..domain import EDIT, Change, Message
 from .errors import storage_errors
-from .models import MessageRow
+from .models import MessageRow, RoomRow
 from .reads import OrmReads
 from .store import (
+    ChangeDraft,
     Draft,
     NewRow,
     OriginalKey,
     Planner,
     Stored,
+    change_of,
+    message_gone,
     original_keys,
     room_ids_of,
     to_message,
@@ -84,6 +87,42 @@ class PostgresStore(OrmReads):
                     for row in plan.rows:
                         row.id = ids[(row.room_id, row.seq)]
         return plan.outcome()
+
+    async def store_change(self, draft: ChangeDraft) -> Change:
+        """MessageStore.store_change: the room locked, like a batch's (rare: the ORM's road)."""
+        room_id = draft.room.id
+        with storage_errors():
+            async with in_transaction() as conn:
+                _, locked = await conn.execute_query(LOCK_ROOMS, [[room_id]])
+                found = (
+                    await MessageRow.filter(
+                        id=draft.target_id, room_id=room_id, kind=0, deleted_at=None
+                    )
+                    .using_db(conn)
+                    .first()
+                )
+                if not locked or found is None:
+                    raise message_gone(draft.target_id)
+                target = to_message(found, draft.room.name)
+                seq, now, who = locked[0]["last_seq"] + 1, datetime.now(UTC), draft.actor
+                row = await MessageRow.create(
+                    room_id=room_id,
+                    user_id=who.user_id,
+                    user_name=who.user_name,
+                    text=draft.text,
+                    seq=seq,
+                    created_at=now,
+                    kind=draft.kind,
+                    target_id=target.id,
+                    using_db=conn,
+                )
+                update = MessageRow.filter(id=target.id).using_db(conn)
+                if draft.kind == EDIT:
+                    await update.update(text=draft.text, edited_at=now)
+                else:
+                    await update.update(deleted_at=now, deleted_by_id=who.user_id)
+                await RoomRow.filter(id=room_id).using_db(conn).update(last_seq=seq)
+        return change_of(draft, row.id, seq, now, target)
 
 
 async def new_ids(conn: BaseDBAsyncClient, rows: list[NewRow]) -> dict[tuple[int, int], int]:

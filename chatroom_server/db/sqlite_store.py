@@ -25,13 +25,23 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
-from ..domain import Message
+from ..domain import EDIT, Change, Message
 from ..errors import ConfigError, StorageError
 from . import connection_url
 from .checkpoint import Checkpointer, sqlite_path
 from .errors import UNAVAILABLE
 from .reads import OrmReads
-from .store import Draft, OriginalKey, Planner, Stored, original_keys, room_ids_of
+from .store import (
+    ChangeDraft,
+    Draft,
+    OriginalKey,
+    Planner,
+    Stored,
+    change_of,
+    message_gone,
+    original_keys,
+    room_ids_of,
+)
 
 log = logging.getLogger("chatroom_server.storage")
 
@@ -45,6 +55,17 @@ _INSERT = (
 _LOCK_ROOMS = "SELECT id, last_seq FROM rooms WHERE id IN ({rooms}) AND deleted_at IS NULL"
 _ADVANCE = "UPDATE rooms SET last_seq = ? WHERE id = ?"
 _ORIGINAL_COLUMNS = "id, room_id, user_id, user_name, text, created_at, client_message_id, seq"
+_LOCK_ROOM = "SELECT last_seq FROM rooms WHERE id = ? AND deleted_at IS NULL"
+_TARGET = (
+    f"SELECT {_ORIGINAL_COLUMNS} FROM messages"
+    " WHERE id = ? AND room_id = ? AND kind = 0 AND deleted_at IS NULL"
+)
+_INSERT_CHANGE = (
+    "INSERT INTO messages (room_id, user_id, user_name, text, seq, created_at, kind, target_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_EDIT = "UPDATE messages SET text = ?, edited_at = ? WHERE id = ?"
+_DELETE = "UPDATE messages SET deleted_at = ?, deleted_by_id = ? WHERE id = ?"
 
 
 def pragmas_of(database_url: str) -> dict[str, str]:
@@ -99,6 +120,16 @@ class SqliteStore(OrmReads):
             return await self._loop.run_in_executor(self._executor, self._store, drafts)
         except sqlite3.IntegrityError:
             raise  # a bad draft (an unknown author): the writer stores the rest one by one
+        except sqlite3.Error as exc:
+            log.error("database error: %s", type(exc).__name__)
+            raise StorageError(UNAVAILABLE) from exc
+
+    async def store_change(self, draft: ChangeDraft) -> Change:
+        """MessageStore.store_change, in one transaction on this connection."""
+        if self._executor is None or self._loop is None:
+            raise StorageError(UNAVAILABLE)
+        try:
+            return await self._loop.run_in_executor(self._executor, self._change, draft)
         except sqlite3.Error as exc:
             log.error("database error: %s", type(exc).__name__)
             raise StorageError(UNAVAILABLE) from exc
@@ -161,6 +192,52 @@ class SqliteStore(OrmReads):
             raise
         return plan.outcome()
 
+    def _change(self, draft: ChangeDraft) -> Change:
+        conn = self._conn
+        if conn is None:
+            raise sqlite3.OperationalError("the writer connection is closed")
+        room_id = draft.room.id
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            locked = conn.execute(_LOCK_ROOM, (room_id,)).fetchone()
+            found = conn.execute(_TARGET, (draft.target_id, room_id)).fetchone()
+            if locked is None or found is None:
+                raise message_gone(draft.target_id)
+            target = _message(found, draft.room.name)
+            seq, now = locked[0] + 1, datetime.now(UTC)
+            at = now.isoformat(" ")  # as the ORM writes it
+            who = draft.actor
+            cursor = conn.execute(
+                _INSERT_CHANGE,
+                (room_id, who.user_id, who.user_name, draft.text, seq, at, draft.kind, target.id),
+            )
+            if draft.kind == EDIT:
+                conn.execute(_EDIT, (draft.text, at, target.id))
+            else:
+                conn.execute(_DELETE, (at, who.user_id, target.id))
+            conn.execute(_ADVANCE, (seq, room_id))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return change_of(draft, cursor.lastrowid or 0, seq, now, target)
+
+
+def _message(row: tuple[object, ...], room_name: str) -> Message:
+    message_id, room_id, user_id, user_name, text, created_at, cid, seq = row
+    return Message(
+        id=int(message_id),  # type: ignore[call-overload]
+        room_id=int(room_id),  # type: ignore[call-overload]
+        room_name=room_name,
+        text=str(text),
+        user_id=int(user_id),  # type: ignore[call-overload]
+        user_name=str(user_name),
+        created_at=datetime.fromisoformat(str(created_at)),
+        client_message_id=None if cid is None else str(cid),
+        seq=int(seq),  # type: ignore[call-overload]
+    )
+
 
 def _originals(conn: sqlite3.Connection, drafts: Sequence[Draft]) -> dict[OriginalKey, Message]:
     """Messages already stored under the drafts' client message IDs (resends)."""
@@ -172,16 +249,6 @@ def _originals(conn: sqlite3.Connection, drafts: Sequence[Draft]) -> dict[Origin
     names = {d.room.id: d.room.name for d in drafts}
     found: dict[OriginalKey, Message] = {}
     for row in conn.execute(f"SELECT {_ORIGINAL_COLUMNS} FROM messages WHERE {where}", params):
-        message_id, room_id, user_id, user_name, text, created_at, cid, seq = row
-        found[(room_id, user_id, cid)] = Message(
-            id=message_id,
-            room_id=room_id,
-            room_name=names[room_id],
-            text=text,
-            user_id=user_id,
-            user_name=user_name,
-            created_at=datetime.fromisoformat(created_at),
-            client_message_id=cid,
-            seq=seq,
-        )
+        message = _message(row, names[row[1]])
+        found[(message.room_id, message.user_id, message.client_message_id or "")] = message
     return found

@@ -12,12 +12,12 @@ the ORM here.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, cast
 
-from ..domain import HistoryPage, Identity, Message, Room
-from ..errors import ChatError
+from ..domain import EDIT, Change, HistoryPage, Identity, Message, Room
+from ..errors import ChatError, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,21 @@ class Draft:
     author: Identity
     text: str
     client_message_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeDraft:
+    """An edit (with its new text) or a delete of a message of `room`, by `actor`."""
+
+    room: Room
+    actor: Identity
+    kind: int  # domain.EDIT or domain.DELETE
+    target_id: int
+    text: str = ""
+
+
+# A row of a room's order, read back: a message, or an edit or delete of one.
+Entry = Message | Change
 
 
 # For each draft: the message and whether it is a resend, or why it was not stored.
@@ -73,6 +88,33 @@ class MessageFields(Protocol):
     def created_at(self) -> datetime: ...
 
 
+class StoredFields(MessageFields, Protocol):
+    """A row read back from the messages table (the ORM's MessageRow)."""
+
+    @property
+    def kind(self) -> int: ...
+    @property
+    def target_id(self) -> int | None: ...
+    @property
+    def edited_at(self) -> datetime | None: ...
+    @property
+    def deleted_at(self) -> datetime | None: ...
+
+
+def message_gone(message_id: int) -> NotFound:
+    return NotFound(f"Message {message_id} does not exist or was deleted.")
+
+
+def change_of(
+    draft: ChangeDraft, change_id: int, seq: int, at: datetime, target: Message
+) -> Change:
+    """The change a store just committed, as it is shown (an edit with its message)."""
+    shown = replace(target, text=draft.text, edited_at=at) if draft.kind == EDIT else None
+    return Change(
+        draft.kind, change_id, seq, draft.room.id, target.id, at, draft.actor.user_id, shown
+    )
+
+
 def to_message(row: MessageFields, room_name: str) -> Message:
     return Message(
         id=row.id,
@@ -84,6 +126,7 @@ def to_message(row: MessageFields, room_name: str) -> Message:
         created_at=row.created_at,
         client_message_id=row.client_message_id,
         seq=row.seq,
+        edited_at=getattr(row, "edited_at", None),
     )
 
 
@@ -159,14 +202,28 @@ class MessageStore(Protocol):
         others one by one.
         """
 
+    async def store_change(self, draft: ChangeDraft) -> Change:
+        """Edit or delete a message, in one transaction with the room locked: the change
+        takes the room's next seq (and an ID of its own), so it is ordered with the
+        room's messages. Raises NotFound when the room or the message is gone (or
+        deleted), StorageError when the database fails."""
+
     async def last_seq(self, room_id: int) -> int:
         """The seq of the room's newest message (0 when it has none)."""
 
-    async def after_seq(self, room: Room, seq: int, limit: int) -> list[Message]:
-        """Messages of the room with a larger `seq`, in order (gap back-fill)."""
+    async def live_message(self, message_id: int) -> Message | None:
+        """A message that is not deleted, by ID, whatever its room (room_name empty)."""
 
-    async def after_id(self, room: Room, message_id: int, limit: int) -> list[Message]:
-        """Messages of the room with a larger ID, oldest first (recovery)."""
+    async def after_seq(self, room: Room, seq: int, limit: int) -> list[tuple[int, Entry | None]]:
+        """The room's rows with a larger `seq`, in order, as (seq, entry) (gap back-fill);
+        the entry is None for a message deleted since (its place stays taken)."""
+
+    async def after_id(
+        self, room: Room, message_id: int, limit: int, changes: bool
+    ) -> tuple[list[Entry], int, bool]:
+        """What a client that saw up to `message_id` missed, oldest first (recovery):
+        the live messages, with their edits and deletes when `changes`; also the last
+        row ID read and whether more rows followed `limit`."""
 
     async def history(
         self, room: Room, *, before: int | None, after: int | None, limit: int

@@ -27,22 +27,45 @@ class LocalRoom:
     # Frames (message ID or None, text) that arrived during this turn of the event
     # loop: written together at its end, one write per connection for all of them.
     pending: list[tuple[int | None, str]] = field(default_factory=list)
+    # Positions in `pending` of frames for protocol v2 connections only (edits and
+    # deletes); None when there are none, the usual case, and then every connection
+    # gets the same data.
+    v2_marks: list[int] | None = None
 
-    def push(self, message_id: int | None, frame: str) -> None:
+    def push(self, message_id: int | None, frame: str, v2_only: bool = False) -> None:
         if not self.pending:
             self.loop.call_soon(self.flush)
+        if v2_only:
+            if self.v2_marks is None:
+                self.v2_marks = []
+            self.v2_marks.append(len(self.pending))
         self.pending.append((message_id, frame))
 
     def flush(self) -> None:
         """Encode the pending frames once and write the same data to every connection."""
         pending, self.pending = self.pending, []
+        marks, self.v2_marks = self.v2_marks, None
         if not pending or not self.conns:
             return
+        conns = tuple(self.conns)
+        if marks is None:
+            self._write(pending, conns)
+            return
+        # Protocol v1 connections get the frames of SPEC section 5 only.
+        v2 = tuple(conn for conn in conns if conn.version != 1)
+        if v2:
+            self._write(pending, v2)
+        if len(v2) < len(conns):
+            skip = set(marks)
+            rest = [item for i, item in enumerate(pending) if i not in skip]
+            if rest:
+                self._write(rest, tuple(conn for conn in conns if conn.version == 1))
+
+    def _write(self, pending: list[tuple[int | None, str]], conns: tuple[Connection, ...]) -> None:
         ids = [message_id for message_id, _ in pending if message_id is not None]
         first_id = ids[0] if ids else MAX_ID
         shared = self.encode([frame for _, frame in pending])
         single: list[object] | None = None
-        conns = tuple(self.conns)
         for conn in conns:
             if conn.deliver_shared(shared, first_id, len(pending)):
                 continue
@@ -120,11 +143,25 @@ class Hub:
         metrics.ROOMS.dec()
         return True, True
 
-    def push(self, room_id: int, message_id: int | None, frame: str) -> None:
-        """Send a frame to every local connection of the room, at the end of this loop turn."""
+    def push(self, room_id: int, message_id: int | None, frame: str, v2_only: bool = False) -> None:
+        """Send a frame to every local connection of the room, at the end of this loop turn
+        (`v2_only`: to those that asked for protocol v2)."""
         local = self._rooms.get(room_id)
         if local is not None:
-            local.push(message_id, frame)
+            local.push(message_id, frame, v2_only)
+
+    def push_typing(self, room_id: int, typist: int, frame: str) -> None:
+        """Send a typing frame to the room's protocol v2 connections of everyone but the
+        typist, now (it is in no order with the room's messages)."""
+        local = self._rooms.get(room_id)
+        if local is None:
+            return
+        data = None
+        for conn in local.conns:
+            if conn.version != 1 and conn.user_id != typist:
+                if data is None:
+                    data = self.encode((frame,))
+                conn.deliver(data)
 
     def close_room(self, room_id: int, code: int, reason: str) -> None:
         local = self._rooms.get(room_id)

@@ -1,7 +1,11 @@
 """The relay: the one road a message takes, between the store, the broker and the hub.
 
     post:    writer (group commit in the store) -> protocol encode once -> broker.publish
+    change:  store.store_change (an edit or delete, next in the room's order) -> the same
     deliver: broker -> protocol.parse_bus -> the room's sequencer -> hub.push
+
+Edits, deletes and typing are protocol v2 events: the hub writes them to the
+connections that asked for v2 only.
 
 It also keeps this process's rooms subscribed while they have local connections,
 announces joins and leaves through presence, replays a reconnecting client's
@@ -16,18 +20,21 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from dataclasses import replace
+from typing import Any, Protocol
 
 from .. import protocol
-from ..db.store import MessageStore
-from ..domain import Identity, Message, Presence, Room
+from ..db import store as stored
+from ..db.store import ChangeDraft, MessageStore
+from ..domain import DELETE, Change, Identity, Message, Presence, Room
 from ..errors import StorageError
 from ..pubsub import CONTROL_ROOM, Broker, BrokerUnavailable, Deliver, Resync
 from ..pubsub.presence import Entry, PresenceStore
 from ..services.writer import MessageWriter
 from .connection import CLOSE_GOING_AWAY, CLOSE_INTERNAL, Connection
 from .hub import Hub
-from .sequencer import BACKFILL_BATCH, Sequencer
+from .sequencer import BACKFILL_BATCH, Fetched, Sequencer
+from .typing import TypingThrottle
 
 log = logging.getLogger("chatroom_server.realtime")
 
@@ -74,7 +81,8 @@ class Relay:
         # message committed meanwhile. True once open, False if opening failed.
         self._opening: dict[int, asyncio.Future[bool]] = {}
         self._joining: dict[Connection, asyncio.Future[None]] = {}
-        self._writes: set[asyncio.Future[tuple[Message, bool]]] = set()
+        self._writes: set[asyncio.Future[Any]] = set()
+        self._typing = TypingThrottle()
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         # Set by create_app before start(): hears the control room.
@@ -190,12 +198,18 @@ class Relay:
     def _open_room(self, room: Room) -> Sequencer:
         store, hub, room_id = self.store, self.hub, room.id
 
-        async def fetch(after_seq: int) -> list[tuple[Message, str]]:
+        async def fetch(after_seq: int) -> list[Fetched]:
             # The room as it is now (a rename replaces it in the hub).
             found = await store.after_seq(hub.room(room_id) or room, after_seq, BACKFILL_BATCH)
-            return [(m, protocol.message_frame(m)) for m in found]
+            rows: list[Fetched] = []
+            for seq, entry in found:
+                frame = None if entry is None else entry_frame(entry)
+                rows.append(
+                    (seq, 0 if entry is None else entry.id, frame, isinstance(entry, Change))
+                )
+            return rows
 
-        sequencer = Sequencer(lambda mid, frame: hub.push(room_id, mid, frame), fetch)
+        sequencer = Sequencer(lambda mid, frame, v2: hub.push(room_id, mid, frame, v2), fetch)
         self._sequencers[room_id] = sequencer
         return sequencer
 
@@ -264,9 +278,37 @@ class Relay:
         work.add_done_callback(self._writes.discard)
         return work
 
+    async def change(self, draft: ChangeDraft) -> Change:
+        """Store an edit or delete (committed, next in the room's order), then publish it
+        to every process; it goes on even if the caller is cancelled."""
+        if self._stopping:
+            raise StorageError("The server is shutting down; the change was not stored.")
+        work = asyncio.ensure_future(self._change(draft))
+        self._writes.add(work)
+        work.add_done_callback(self._writes.discard)
+        return await asyncio.shield(work)
+
+    async def _change(self, draft: ChangeDraft) -> Change:
+        change = await self.store.store_change(draft)
+        frame = protocol.change_frame(change)
+        await self._publish_items([(change.room_id, protocol.bus_change(change, frame))])
+        return change
+
+    async def typing(self, room: Room, who: Identity) -> None:
+        """Tell the room's other v2 connections, on every host, that `who` is typing."""
+        frame = protocol.typing_frame(room.id, who.user_id, who.user_name)
+        payload = protocol.bus_typing(who.user_id, frame)
+        try:
+            await self.broker.publish(room.id, payload)
+        except BrokerUnavailable:
+            self.deliver(room.id, payload)  # at least this process hears it
+
     async def _publish(self, messages: list[Message]) -> None:
         """After a commit, in commit order: every process's relay gets each new message."""
         items = [(m.room_id, protocol.bus_message(m, protocol.message_frame(m))) for m in messages]
+        await self._publish_items(items)
+
+    async def _publish_items(self, items: list[tuple[int, str]]) -> None:
         try:
             await self.broker.publish_many(items)
             heard = self.broker.healthy
@@ -296,10 +338,13 @@ class Relay:
         except ValueError:
             log.warning("ignoring a malformed bus payload for room %s", room_id)
             return
-        if item.seq is None or item.message_id is None:
+        if item.typist:
+            if self._typing.allow(room_id, item.typist):
+                self.hub.push_typing(room_id, item.typist, item.frame)
+        elif item.seq is None or item.message_id is None:
             self.hub.push(room_id, None, item.frame)
         else:
-            sequencer.offer(item.seq, item.message_id, item.frame)
+            sequencer.offer(item.seq, item.message_id, item.frame, item.v2_only)
 
     async def resync(self) -> None:
         """The broker may have dropped payloads: let every room look in the database."""
@@ -309,18 +354,28 @@ class Relay:
             await self.control.resynced()
 
     async def recover(self, conn: Connection, since: int) -> None:
-        """Send what the room got after message `since`, then a `recovered` frame.
+        """Send what the room got after row `since` (a message's ID, or with protocol v2
+        an edit's or delete's eventId), then a `recovered` frame.
 
-        Call between conn.hold() and join(conn)'s return: live frames wait while
-        the backlog is read, and those the backlog already had are dropped at release.
+        Protocol v1 gets the live messages with their current text; v2 also every
+        edit and delete, in the room's order. Call between conn.hold() and
+        join(conn)'s return: live frames wait while the backlog is read, and those
+        the backlog already had are dropped at release.
         """
-        backlog = await self.store.after_id(conn.room, since, REPLAY_LIMIT + 1)
-        complete = len(backlog) <= REPLAY_LIMIT
-        backlog = backlog[:REPLAY_LIMIT]
-        for message in backlog:
-            conn.replay(protocol.message_frame(message))
-        conn.replay(protocol.recovered_frame(len(backlog), complete))
-        conn.release(backlog[-1].id if backlog else since)
+        v2 = conn.version != 1
+        backlog, last_id, complete = await self.store.after_id(
+            conn.room, since, REPLAY_LIMIT, changes=v2
+        )
+        count = 0
+        for entry in backlog:
+            if not v2 and isinstance(entry, Message) and entry.edited_at is not None:
+                entry = replace(entry, edited_at=None)  # SPEC 5's frame, exactly
+            frame = entry_frame(entry)
+            if frame is not None:
+                conn.replay(frame)
+                count += 1
+        conn.replay(protocol.recovered_frame(count, complete))
+        conn.release(last_id)
 
     # ------------------------------------------------------------------ background
 
@@ -351,3 +406,12 @@ class Relay:
             for room_id in deleted:
                 log.info("closing connections of deleted room %s", room_id)
                 self.hub.close_room(room_id, CLOSE_GOING_AWAY, "room deleted")
+
+
+def entry_frame(entry: stored.Entry) -> str | None:
+    """The frame of a row read back: None for an edit of a message deleted since."""
+    if isinstance(entry, Message):
+        return protocol.message_frame(entry)
+    if entry.kind == DELETE or entry.message is not None:
+        return protocol.change_frame(entry)
+    return None

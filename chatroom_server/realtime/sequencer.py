@@ -1,6 +1,7 @@
 """Per-room ordering on the receiving side: every message once, in `seq` order.
 
-Messages of a room are numbered 1, 2, 3... in commit order. Whatever the broker
+Messages of a room (and the edits and deletes of them, which take their place in
+the same order) are numbered 1, 2, 3... in commit order. Whatever the broker
 does (a publish that overtook another, a payload lost while Redis was away, a
 duplicate after a fallback), the sequencer hands on exactly seq last+1, holds
 anything ahead of a hole, and back-fills the hole from the database.
@@ -12,12 +13,14 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from ..domain import Message
-
 log = logging.getLogger("chatroom_server.realtime")
 
-Emit = Callable[[int, str], None]  # (message ID, frame)
-Fetch = Callable[[int], Awaitable[list[tuple[Message, str]]]]  # after seq -> (message, frame)
+# (row ID, frame, for protocol v2 connections only)
+Emit = Callable[[int, str, bool], None]
+# A row read back: (seq, row ID, its frame or None when there is nothing to show
+# (a message deleted since), v2 only).
+Fetched = tuple[int, int, str | None, bool]
+Fetch = Callable[[int], Awaitable[list[Fetched]]]  # after seq -> rows
 
 BACKFILL_BATCH = 500
 
@@ -27,7 +30,7 @@ class Sequencer:
         self._emit = emit
         self._fetch = fetch
         self.last: int | None = None  # None until start() knows where the room is
-        self._held: dict[int, tuple[int, str]] = {}
+        self._held: dict[int, tuple[int, str, bool]] = {}
         self._backfill: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -36,10 +39,10 @@ class Sequencer:
         self.last = last
         self._drain()
 
-    def offer(self, seq: int, message_id: int, frame: str) -> None:
+    def offer(self, seq: int, message_id: int, frame: str, v2_only: bool = False) -> None:
         if self._closed or (self.last is not None and seq <= self.last):
             return  # already delivered (a duplicate or a back-filled one)
-        self._held[seq] = (message_id, frame)
+        self._held[seq] = (message_id, frame, v2_only)
         self._drain()
 
     def resync(self) -> None:
@@ -63,8 +66,8 @@ class Sequencer:
             del self._held[seq]
         while self.last + 1 in self._held:
             self.last += 1
-            message_id, frame = self._held.pop(self.last)
-            self._emit(message_id, frame)
+            message_id, frame, v2_only = self._held.pop(self.last)
+            self._emit(message_id, frame, v2_only)
         if refill and self._held and self._backfill is None:
             self._backfill = asyncio.create_task(self._fill(), name="room-backfill")
 
@@ -81,11 +84,12 @@ class Sequencer:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
                     continue
-                for message, frame in rows:
-                    if message.seq == self.last + 1:
-                        self.last = message.seq
-                        self._held.pop(message.seq, None)
-                        self._emit(message.id, frame)
+                for seq, row_id, frame, v2_only in rows:
+                    if seq == self.last + 1:
+                        self.last = seq
+                        self._held.pop(seq, None)
+                        if frame is not None:
+                            self._emit(row_id, frame, v2_only)
                 self._drain(refill=False)
                 if len(rows) == BACKFILL_BATCH:
                     continue  # more may follow

@@ -19,7 +19,7 @@ from tortoise import timezone
 from ..db.access import StandingRow, room_and_standing, standing_row
 from ..db.errors import storage_errors
 from ..db.models import RoomBanRow, RoomMemberRow, RoomMuteRow, RoomRow, UserRow
-from ..domain import DIRECT, MODERATOR, OWNER, PUBLIC, Identity, Room
+from ..domain import DIRECT, EDIT, MODERATOR, OWNER, PUBLIC, Identity, Message, Room
 from ..errors import BadRequest, Forbidden
 from .rooms import MAX_ID, room_not_found, to_room
 
@@ -165,6 +165,26 @@ def check_over(actor: Standing, target: Standing, action: Action) -> None:
         )
     if target.role == MODERATOR and not actor.admin and actor.role != OWNER:
         raise Forbidden("Moderators cannot act on other moderators; only the owner can.")
+
+
+def check_change(st: Standing, message: Message, kind: int, edit_window: float) -> None:
+    """May the user of `st` (who may read the room) edit (`kind` EDIT) or delete this
+    message of it? The author edits, within `edit_window` seconds of sending (0: no
+    limit), unless muted; the author, the room's owner and moderators, and site
+    admins delete (SPEC 12)."""
+    own = message.user_id == st.user_id
+    if kind == EDIT:
+        if not own:
+            raise Forbidden("Only its author may edit a message.")
+        if st.muted:
+            raise Forbidden("You are muted in this room; the message was not changed.")
+        age = (timezone.now() - message.created_at).total_seconds()
+        if edit_window and age > edit_window:
+            raise Forbidden(
+                f"A message can be edited for {edit_window:g} seconds after it was sent."
+            )
+    elif not own and not st.staff:
+        raise Forbidden("Only its author, the room's owner or a moderator may delete a message.")
 
 
 async def seers(room_id: int, user_ids: Iterable[int]) -> set[int]:

@@ -15,6 +15,7 @@ from ..realtime.relay import Relay
 from ..realtime.revocations import Revocations
 from ..realtime.room_events import RoomEvents
 from ..security import TokenService
+from ..services.changes import MessageChanges
 from ..services.limits import AbuseLimits
 from ..services.members import RoomAdmin
 from ..services.sessions import SessionService
@@ -37,6 +38,7 @@ class Ctx:
     store: MessageStore
     hub: Hub
     relay: Relay
+    changes: MessageChanges
     keepalive: Keepalive
     # The connection protocol to serve with (internals.choose_protocol): every way of
     # starting the app passes it to Sanic as `protocol=`.

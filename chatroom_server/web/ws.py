@@ -105,6 +105,7 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         settings.ws_burst,
         settings.max_message_chars,
         ctx.limits.message_allowed,
+        changes=ctx.changes,
     )
     slot, request.ctx.slot = request.ctx.slot, None  # this handler releases it now
     since: int | None = request.ctx.since

@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
-from chatroom_server.db.store import Draft, MessageStore
-from chatroom_server.domain import Identity, Message
+from chatroom_server.db.store import ChangeDraft, Draft, MessageStore
+from chatroom_server.domain import DELETE, EDIT, Change, Identity, Message
 from chatroom_server.errors import ChatError, NotFound, StorageError
 from chatroom_server.services import rooms as room_service
 from chatroom_server.services.writer import AfterCommit, MessageWriter
@@ -56,8 +56,9 @@ async def test_reads_back_history_recovery_and_backfill(store: MessageStore) -> 
     room = await room_service.create_room("general")
     sent = [await store_one(store, Draft(room, who, f"m{i}")) for i in range(5)]
     ids = [m.id for m in sent]
-    assert [m.seq for m in await store.after_seq(room, 2, 10)] == [3, 4, 5]
-    assert [m.id for m in await store.after_id(room, ids[0], 2)] == ids[1:3]
+    assert [seq for seq, _ in await store.after_seq(room, 2, 10)] == [3, 4, 5]
+    entries, last_id, complete = await store.after_id(room, ids[0], 2, changes=False)
+    assert ([m.id for m in entries], last_id, complete) == (ids[1:3], ids[2], False)
     page = await store.history(room, before=None, after=None, limit=3)
     assert ([m.id for m in page.messages], page.has_more) == (ids[2:], True)
     page = await store.history(room, before=ids[2], after=None, limit=3)
@@ -184,3 +185,73 @@ async def test_one_bad_message_does_not_sink_its_batch(store: MessageStore) -> N
     published = [m for batch in batches for m in batch]
     assert [m.text for m in published] == ["a", "b"]
     assert [m.seq for m in published] == [1, 2]
+
+
+async def test_edits_and_deletes_take_their_place_in_the_room_order(store: MessageStore) -> None:
+    """A change is a row of its own: the room's next seq and a new ID; the message it
+    changes shows the new text (or is gone) in history, recovery and back-fill."""
+    who = await new_author()
+    room = await room_service.create_room("general")
+    first, second, third = [await store_one(store, Draft(room, who, f"m{i}")) for i in range(3)]
+    edit = await store.store_change(ChangeDraft(room, who, EDIT, first.id, "m0!"))
+    assert (edit.kind, edit.seq, edit.target_id) == (EDIT, 4, first.id)
+    assert edit.id > third.id and edit.message is not None
+    assert (edit.message.text, edit.message.id) == ("m0!", first.id)
+    assert edit.message.edited_at is not None and edit.message.created_at == first.created_at
+    delete = await store.store_change(ChangeDraft(room, who, DELETE, second.id))
+    assert (delete.kind, delete.seq, delete.message) == (DELETE, 5, None)
+    after = await store_one(store, Draft(room, who, "m3"))
+    assert after.seq == 6 and await store.last_seq(room.id) == 6
+
+    page = await store.history(room, before=None, after=None, limit=10)
+    assert [(m.id, m.text, m.edited_at is not None) for m in page.messages] == [
+        (first.id, "m0!", True),
+        (third.id, "m2", False),
+        (after.id, "m3", False),
+    ]
+    assert await store.live_message(second.id) is None
+    live = await store.live_message(first.id)
+    assert live is not None and live.text == "m0!"
+
+    # Back-fill: every seq once, a deleted message's place kept with nothing in it.
+    rows = await store.after_seq(room, 0, 10)
+    assert [seq for seq, _ in rows] == [1, 2, 3, 4, 5, 6]
+    assert rows[1][1] is None
+    assert isinstance(rows[3][1], Change) and rows[3][1].id == edit.id
+    assert isinstance(rows[4][1], Change) and rows[4][1].kind == DELETE
+
+    # Recovery: v1 reads live messages only; v2 also the changes, by ID.
+    entries, last_id, complete = await store.after_id(room, 0, 10, changes=False)
+    assert [e.id for e in entries] == [first.id, third.id, after.id] and complete
+    entries, last_id, complete = await store.after_id(room, first.id, 10, changes=True)
+    assert [e.id for e in entries] == [third.id, edit.id, delete.id, after.id]
+    assert last_id == after.id and complete
+
+    # A deleted (or unknown, or another room's) message cannot change again.
+    other = await room_service.create_room("other")
+    for target, where in ((second.id, room), (10**12, room), (first.id, other)):
+        with pytest.raises(NotFound):
+            await store.store_change(ChangeDraft(where, who, EDIT, target, "x"))
+    with pytest.raises(NotFound):
+        await store.store_change(ChangeDraft(room, who, DELETE, second.id))
+    assert await store.last_seq(room.id) == 6
+
+
+async def test_changes_and_batches_share_one_gapless_sequence(store: MessageStore) -> None:
+    """Edits racing group commits in the same room: seq stays 1..N with no hole."""
+    who = await new_author()
+    room = await room_service.create_room("general")
+    base = [await store_one(store, Draft(room, who, f"m{i}")) for i in range(5)]
+
+    async def edits() -> None:
+        for i in range(10):
+            await store.store_change(ChangeDraft(room, who, EDIT, base[i % 5].id, f"e{i}"))
+
+    async def sends() -> None:
+        for i in range(10):
+            await store_one(store, Draft(room, who, f"n{i}"))
+
+    await asyncio.gather(edits(), sends())
+    rows = await store.after_seq(room, 0, 100)
+    assert [seq for seq, _ in rows] == list(range(1, 26))
+    assert await store.last_seq(room.id) == 25

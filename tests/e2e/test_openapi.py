@@ -80,6 +80,18 @@ ROUTES: dict[tuple[str, str], tuple[Any, type | None, set[int], bool]] = {
         {401, 403, 404, 503},
         True,
     ),
+    ("patch", "/v1/api/chat/messages/{message_id}"): (
+        protocol.EditMessageRequest,
+        protocol.MessageResponse,
+        {400, 401, 403, 404, 413, 503},
+        True,
+    ),
+    ("delete", "/v1/api/chat/messages/{message_id}"): (
+        ["message_id"],
+        None,
+        {401, 403, 404, 503},
+        True,
+    ),
     ("get", "/v1/api/chat/rooms/{room_id}"): (
         ["room_id"],
         protocol.CreatedRoomResponse,

@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import asyncio
 
-from chatroom_server.domain import Message
-from chatroom_server.realtime.sequencer import Sequencer
+from chatroom_server.realtime.sequencer import Fetched, Sequencer
 
 
 def make_sequencer(database: list[tuple[int, int]]) -> tuple[Sequencer, list[int]]:
-    """A sequencer over a fake 'database' of (seq, id) rows; returns it and what it emitted."""
+    """A sequencer over a fake 'database' of (seq, id) rows; returns it and what it emitted.
+
+    A negative id is a row with nothing to show (a message deleted since)."""
     emitted: list[int] = []
 
-    async def fetch(after: int) -> list[tuple[Message, str]]:
-        from datetime import UTC, datetime
-
-        now = datetime.now(UTC)
+    async def fetch(after: int) -> list[Fetched]:
         return [
-            (Message(mid, 1, "r", "t", 1, "u", now, None, seq), f"frame{mid}")
+            (seq, mid, None if mid < 0 else f"frame{mid}", False)
             for seq, mid in database
             if seq > after
         ]
 
-    return Sequencer(lambda mid, frame: emitted.append(mid), fetch), emitted
+    return Sequencer(lambda mid, frame, v2: emitted.append(mid), fetch), emitted
 
 
 async def test_sequencer_orders_drops_duplicates_and_backfills() -> None:
@@ -69,3 +67,30 @@ async def test_a_closed_sequencer_hands_on_nothing_and_starts_no_backfill() -> N
         await asyncio.sleep(0)
     assert emitted == [10]
     assert seq._backfill is None
+
+
+async def test_backfill_passes_over_rows_with_nothing_to_show() -> None:
+    """A message deleted before it was back-filled keeps its place: the next one follows."""
+    database = [(1, 10), (2, -1), (3, 12)]
+    seq, emitted = make_sequencer(database)
+    seq.start(0)
+    seq.offer(3, 12, "frame12")  # 1 and 2 are missing: back-filled
+    for _ in range(100):
+        if emitted == [10, 12]:
+            break
+        await asyncio.sleep(0)  # turns, as above
+    assert emitted == [10, 12]
+    assert seq.last == 3
+
+
+async def test_v2_only_frames_keep_their_mark() -> None:
+    marks: list[tuple[int, bool]] = []
+
+    async def fetch(after: int) -> list[Fetched]:
+        return []
+
+    seq = Sequencer(lambda mid, frame, v2: marks.append((mid, v2)), fetch)
+    seq.start(0)
+    seq.offer(2, 11, "edit", True)
+    seq.offer(1, 10, "message")
+    assert marks == [(10, False), (11, True)]
