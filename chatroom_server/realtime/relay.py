@@ -203,10 +203,14 @@ class Relay:
             found = await store.after_seq(hub.room(room_id) or room, after_seq, BACKFILL_BATCH)
             rows: list[Fetched] = []
             for seq, entry in found:
-                frame = None if entry is None else entry_frame(entry)
-                rows.append(
-                    (seq, 0 if entry is None else entry.id, frame, isinstance(entry, Change))
-                )
+                if entry is None:
+                    rows.append((seq, 0, None, False))  # deleted since: nothing to show
+                    continue
+                if isinstance(entry, Message) and entry.edited_at is not None:
+                    # Its current text in SPEC 5's frame, for every connection: its
+                    # edits follow it in the room's order, and only v2 gets those.
+                    entry = replace(entry, edited_at=None)
+                rows.append((seq, entry.id, entry_frame(entry), isinstance(entry, Change)))
             return rows
 
         sequencer = Sequencer(lambda mid, frame, v2: hub.push(room_id, mid, frame, v2), fetch)
