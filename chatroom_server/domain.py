@@ -129,3 +129,15 @@ class Presence:
 
     users: list[tuple[int, str]]
     connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """How far a user has read a room: their marker (None: they never marked it, or
+    no message of the room is at or before what they named), what is left unread
+    there, and whether the call that returned this moved the marker."""
+
+    room_id: int
+    last_read_id: int | None
+    unread: int
+    moved: bool = False
