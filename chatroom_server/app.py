@@ -15,6 +15,7 @@ from .pubsub import Broker, Deliver, Resync, make_broker
 from .pubsub.limits import make_limits
 from .pubsub.presence import make_presence
 from .realtime.hub import Hub
+from .realtime.reads import ReadFanout
 from .realtime.relay import Relay
 from .realtime.revocations import Revocations
 from .realtime.room_events import ControlRoom, RoomEvents
@@ -25,6 +26,7 @@ from .services import rooms as room_service
 from .services.limits import AbuseLimits, LimitSettings
 from .services.members import RoomAdmin
 from .services.messages import plan_batch
+from .services.reads import ReadService
 from .services.secrets import shared_secret
 from .services.sessions import SessionService
 from .services.users import UserService
@@ -84,7 +86,8 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         settings.session_recheck,
         sweep_every=settings.session_cache_seconds,
     )
-    relay.control = ControlRoom(revocations, room_events)
+    read_fanout = ReadFanout(hub, relay.publish_control)
+    relay.control = ControlRoom(revocations, room_events, read_fanout)
     sessions.announce_with(revocations.announce)
     room_admin = RoomAdmin()
     room_admin.announce_with(room_events.announce)
@@ -100,6 +103,8 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         revocations=revocations,
         room_events=room_events,
         rooms=room_admin,
+        reads=ReadService(),
+        read_fanout=read_fanout,
         wire=wire,
         store=store,
         hub=hub,

@@ -663,6 +663,11 @@ def presence_frame(event: str, room: Room, user_id: int, user_name: str) -> str:
     )
 
 
+def read_frame(room_id: int, last_read_id: int) -> str:
+    """`read` (v2 only): the user read up to this message, on another connection."""
+    return _frame("read", {"chatRoomId": room_id, "lastReadId": last_read_id})
+
+
 def error_frame(code: str, text: str) -> str:
     return _frame("error", {"chatUserId": SYSTEM_USER_ID, "chatMessage": text, "code": code})
 
@@ -748,4 +753,44 @@ def parse_revocation(payload: str) -> Revocation:
         None if session_id == "-" else session_id,
         None if keep == "-" else keep,
         legacy_only=kind == "l",
+    )
+
+
+# ... and read markers that moved (realtime/reads.py), for the user's other connections:
+#   "u <user ID> <room ID> <last read ID> <process> <connection or ->"
+# `process` names the process whose connection `connection` (a token of that process's
+# own) moved it, or that moved it over REST (connection "-").
+
+
+class BusRead:
+    __slots__ = ("user_id", "room_id", "last_read_id", "process", "connection")
+
+    def __init__(
+        self, user_id: int, room_id: int, last_read_id: int, process: str, connection: str | None
+    ) -> None:
+        self.user_id = user_id
+        self.room_id = room_id
+        self.last_read_id = last_read_id
+        self.process = process
+        self.connection = connection
+
+
+def bus_read(read: BusRead) -> str:
+    return (
+        f"u {read.user_id} {read.room_id} {read.last_read_id} {read.process}"
+        f" {read.connection or '-'}"
+    )
+
+
+def parse_read(payload: str) -> BusRead:
+    """Decode a moved read marker; raise ValueError if it is not one."""
+    tag, user_id, room_id, last_read_id, process, connection = payload.split(" ")
+    if tag != "u" or not process:
+        raise ValueError(f"not a read marker: {tag!r}")
+    return BusRead(
+        int(user_id),
+        int(room_id),
+        int(last_read_id),
+        process,
+        None if connection == "-" else connection,
     )

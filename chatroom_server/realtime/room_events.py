@@ -3,7 +3,7 @@
 services/members.py announces a RoomEvent; it is applied here at once and travels
 through the broker's control room to every other process, which applies it too
 (applying twice changes nothing). ControlRoom sorts the control room's payloads
-between these and the session revocations.
+between these, the session revocations and read markers (reads.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .. import protocol
 from ..domain import Room, RoomEvent
 from .connection import CLOSE_GOING_AWAY, CLOSE_POLICY
 from .hub import Hub
+from .reads import ReadFanout
 from .revocations import Revocations
 
 log = logging.getLogger("chatroom_server.realtime")
@@ -177,15 +178,21 @@ class RoomEvents:
 
 
 class ControlRoom:
-    """The control room's listener: session revocations and room events."""
+    """The control room's listener: session revocations, room events and read markers."""
 
-    def __init__(self, revocations: Revocations, rooms: RoomEvents) -> None:
+    def __init__(
+        self, revocations: Revocations, rooms: RoomEvents, reads: ReadFanout | None = None
+    ) -> None:
         self.revocations = revocations
         self.rooms = rooms
+        self.reads = reads
 
     def hear(self, payload: str) -> None:
         if payload.startswith("e "):
             self.rooms.hear(payload)
+        elif payload.startswith("u "):
+            if self.reads is not None:
+                self.reads.hear(payload)
         else:
             self.revocations.hear(payload)
 
