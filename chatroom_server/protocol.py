@@ -30,6 +30,7 @@ from .domain import (
     Member,
     Message,
     Presence,
+    ReadState,
     Revocation,
     Room,
     RoomEvent,
@@ -368,6 +369,15 @@ class RoomOut(_Response):
     role: Literal["owner", "moderator", "member"] | None = Field(
         description="The asking user's role in the room; null when not a member."
     )
+    unread: int = Field(
+        ge=0,
+        description="The room's messages after the asking user's read marker, not counting"
+        " their own (nor any before their own newest one) or deleted ones.",
+    )
+    lastReadId: int | None = Field(
+        description="The asking user's read marker: the ID of the last message they read"
+        " there; null if they never marked the room read."
+    )
 
 
 class MemberUser(_Response):
@@ -502,7 +512,7 @@ def sessions_json(sessions: list[SessionInfo], current: str | None) -> dict[str,
     }
 
 
-def room_json(room: Room, role: str | None = None) -> dict[str, Any]:
+def room_json(room: Room, role: str | None = None, read: ReadState | None = None) -> dict[str, Any]:
     return {
         "ID": room.id,
         "CreatedAt": timestamp(room.created_at),
@@ -512,11 +522,15 @@ def room_json(room: Room, role: str | None = None) -> dict[str, Any]:
         "visibility": room.visibility,
         "ownerId": room.owner_id,
         "role": role,
+        "unread": read.unread if read is not None else 0,
+        "lastReadId": read.last_read_id if read is not None else None,
     }
 
 
-def created_room_json(room: Room, role: str | None = None) -> dict[str, Any]:
-    return {"chatRoom": room_json(room, role)}
+def created_room_json(
+    room: Room, role: str | None = None, read: ReadState | None = None
+) -> dict[str, Any]:
+    return {"chatRoom": room_json(room, role, read)}
 
 
 def rooms_json(rooms: list[Room]) -> dict[str, Any]:
@@ -535,8 +549,19 @@ ROOM_PAGE_MAX = 1000
 
 # ROOM's keys in room_json's order, for the list the database builds as JSON itself
 # (db/room_list.py): the ID, created, updated, deleted, the name, the visibility, the
-# owner and the asking user's role.
-ROOM_KEYS = ("ID", "CreatedAt", "UpdatedAt", "DeletedAt", "name", "visibility", "ownerId", "role")
+# owner, and the asking user's role, unread count and read marker.
+ROOM_KEYS = (
+    "ID",
+    "CreatedAt",
+    "UpdatedAt",
+    "DeletedAt",
+    "name",
+    "visibility",
+    "ownerId",
+    "role",
+    "unread",
+    "lastReadId",
+)
 
 
 def room_list_body(array: str, paged: bool, next_after: int | None = None) -> bytes:

@@ -50,6 +50,7 @@ async def create(request: Request) -> HTTPResponse:
     ctx = ctx_of(request)
     await ctx.limits.check_room_create(request.ctx.identity.user_id)
     st = await ctx.rooms.create(request.ctx.identity, body.name, body.visibility)
+    # A new room: nothing in it to read yet (unread 0, no marker).
     return json(protocol.created_room_json(st.room, st.role))
 
 
