@@ -282,6 +282,13 @@ class RoomMessagesRequest(_Request):
     roomId: Id
 
 
+class ReadRequest(_Request):
+    lastReadId: Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_strict_int)] = Field(
+        description="The last message read. The marker goes to the room's message with the"
+        " largest ID at most this one (the newest, for a larger ID) and never moves back."
+    )
+
+
 def parse_body(model: type[M], raw: bytes | None) -> M:
     """Decode a JSON body into `model`, or raise BadRequest naming the field."""
     try:
@@ -436,6 +443,15 @@ class LegacyHistoryResponse(_Response):
 class HistoryResponse(_Response):
     messages: list[MessageOut] = Field(description="Oldest first.")
     hasMore: bool
+
+
+class ReadResponse(_Response):
+    chatRoomId: int
+    lastReadId: int | None = Field(
+        description="The read marker after the call (never lower than before); null while"
+        " the user has none in the room."
+    )
+    unread: int = Field(ge=0, description="The room's unread messages for the user now.")
 
 
 class PresentUser(_Response):
@@ -594,6 +610,10 @@ def legacy_history_json(messages: list[Message]) -> dict[str, Any]:
 
 def history_json(page: HistoryPage) -> dict[str, Any]:
     return {"messages": [message_json(m) for m in page.messages], "hasMore": page.has_more}
+
+
+def read_json(state: ReadState) -> dict[str, Any]:
+    return {"chatRoomId": state.room_id, "lastReadId": state.last_read_id, "unread": state.unread}
 
 
 def presence_json(presence: Presence) -> dict[str, Any]:
