@@ -78,7 +78,7 @@ def _page_sql(sqlite: bool, keys: Sequence[str], limited: bool) -> str:
         "page.last_read_id",
     ]
     pairs = ", ".join(f"'{key}', {value}" for key, value in zip(keys, values, strict=True))
-    seen = seen_seq_sql(sqlite, viewer, "r.id", "k.last_read_seq")
+    seen = seen_seq_sql(sqlite, viewer, "r.id", "r.last_seq", "k.last_read_seq")
     page = (
         "SELECT r.id, r.name, r.created_at, r.updated_at, r.visibility, r.owner_id, m.role,"
         f" r.last_seq, k.last_read_id, {seen} AS seen"
