@@ -65,6 +65,7 @@ class Connection:
         "_replayed_up_to",
         "_allowance",
         "muted_until",
+        "opened_as_admin",
     )
 
     def __init__(
@@ -92,6 +93,10 @@ class Connection:
         self._allowance = 0
         # Muted in this room until this unix time (0: not muted; inf: until lifted).
         self.muted_until = 0.0
+        # The user was a site admin when the socket opened: the right to read here
+        # may rest on that alone, so it is checked again when an admin's right is
+        # taken away (realtime/room_events.py).
+        self.opened_as_admin = False
 
     @property
     def user_id(self) -> int:
