@@ -64,18 +64,6 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         recheck=settings.session_recheck,
         healthy=lambda: relay.broker.healthy,
     )
-    revocations = Revocations(
-        hub,
-        sessions,
-        relay.publish_control,
-        lambda: relay.broker.healthy,
-        settings.session_recheck,
-        sweep_every=settings.session_cache_seconds,
-        # The admin CLI's changes (deactivate-user, reset-password), which a server
-        # without Redis cannot hear: within the SPEC's 2 s with room to spare.
-        mark=admin_service.accounts_mark,
-        mark_every=min(1.0, settings.room_check_interval),
-    )
     room_events = RoomEvents(
         hub,
         access.seers,
@@ -85,6 +73,20 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         lambda: relay.broker.healthy,
         settings.session_recheck,
         sweep_every=settings.session_cache_seconds,
+    )
+    revocations = Revocations(
+        hub,
+        sessions,
+        relay.publish_control,
+        lambda: relay.broker.healthy,
+        settings.session_recheck,
+        sweep_every=settings.session_cache_seconds,
+        # The admin CLI's changes (deactivate-user, reset-password, set-admin --off),
+        # which a server without Redis cannot hear: within the SPEC's 2 s with room
+        # to spare.
+        mark=admin_service.accounts_mark,
+        mark_every=min(1.0, settings.room_check_interval),
+        on_mark=room_events.admins_changed,
     )
     read_fanout = ReadFanout(hub, relay.publish_control)
     relay.control = ControlRoom(revocations, room_events, read_fanout)

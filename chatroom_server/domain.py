@@ -44,7 +44,9 @@ class RoomEvent:
 
     `kind`: "removed" (kicked), "left", "banned", "muted" (until `until`, unix
     seconds, or 0 for no end), "unmuted", "private" (the room's non-members
-    leave), "renamed" (read the room again), "deleted".
+    leave), "renamed" (read the room again), "deleted"; and "admin_off": the user
+    is no longer a site admin (`room_id` 0: their sockets to every room are
+    checked again).
     """
 
     kind: str

@@ -772,8 +772,8 @@ def bus_revocation(revocation: Revocation) -> str:
     return f"{kind} {revocation.user_id} {revocation.session_id or '-'} {revocation.keep or '-'}"
 
 
-# ... and room events (services/members.py -> realtime/room_events.py):
-#   "e <kind> <room ID> <user ID> <until>"
+# ... and room events (services/members.py, the admin CLI -> realtime/room_events.py):
+#   "e <kind> <room ID> <user ID> <until>"                 (room ID 0: every room)
 
 
 def bus_room_event(event: RoomEvent) -> str:

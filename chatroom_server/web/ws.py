@@ -63,6 +63,7 @@ async def before_upgrade(request: Request) -> None:
     standing = await access.authorize(room_id, request.ctx.identity, access.Action.READ)
     request.ctx.room = ctx.hub.room(room_id) or standing.room
     request.ctx.muted_until = access.mute_deadline(standing)
+    request.ctx.as_admin = standing.admin
     # Last: a refusal above must not hold a slot. The handler takes the slot over;
     # should the upgrade fail before it runs, release_failed_upgrade gives it back,
     # and a request that dies some other way leaves a slot nobody refreshes: it
@@ -98,6 +99,7 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         request.ctx.version,
     )
     conn.muted_until = request.ctx.muted_until
+    conn.opened_as_admin = request.ctx.as_admin
     session = Session(
         ctx.relay,
         conn,
