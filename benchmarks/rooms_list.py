@@ -166,9 +166,7 @@ async def seed(
         finally:
             conn.close()
         return
-    import asyncpg
-
-    pg = await asyncpg.connect(database)
+    pg = await _asyncpg().connect(database)
     try:
         sql = INSERT_MESSAGE.format(
             p=["$1", "$2", "$3", "$4", "$6"], now="now()", deleted="$5::timestamptz"
@@ -184,6 +182,12 @@ async def seed(
         await pg.close()
 
 
+def _asyncpg() -> Any:
+    import asyncpg  # type: ignore[import-untyped]  # only with --postgres
+
+    return asyncpg
+
+
 def time_of(text: str) -> Any:
     from datetime import datetime
 
@@ -191,9 +195,7 @@ def time_of(text: str) -> Any:
 
 
 async def pg_admin(dsn: str, sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(dsn)
+    conn = await _asyncpg().connect(dsn)
     try:
         await conn.execute(sql)
     finally:
