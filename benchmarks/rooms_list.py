@@ -14,8 +14,19 @@ measures, for `--seconds` each:
 It prints the echo latency (p50, p99, max) of each phase and how many lists (or
 pages) per second the lister got.
 
+With `--messages N`, every room gets N rows written straight into the database
+before the phases (most of them the sender's messages; in the first quarter every
+5th the lister's own; every 7th an edit row; every 11th message deleted) and the
+lister a read marker halfway through each room (`--read-to-end`: at its end): what
+the list's unread counts read (schema 0006; a server without them lists the same
+rooms without reading any of it).
+With `--postgres ADMIN_DSN` the server runs on a PostgreSQL database of its own,
+created there and dropped afterwards, instead of SQLite.
+
     python benchmarks/rooms_list.py                     # this tree's server
     python benchmarks/rooms_list.py --source /tmp/main  # another tree's, for a before/after
+    python benchmarks/rooms_list.py --rooms 1000 --messages 20 \
+        --postgres postgres://postgres@127.0.0.1/postgres
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +84,13 @@ async def wait_ready(base: str) -> None:
     raise SystemExit("the server did not start")
 
 
-async def signup(http: httpx.AsyncClient, name: str) -> str:
+async def signup(http: httpx.AsyncClient, name: str) -> tuple[int, str]:
     res = await http.post(
         "/v1/api/auth/signup",
         json={"user_name": name, "email": f"{name}@example.com", "password": "password1"},
     )
     res.raise_for_status()
-    return str(res.json()["token"])
+    return int(res.json()["user"]["ID"]), str(res.json()["token"])
 
 
 async def create_rooms(http: httpx.AsyncClient, token: str, count: int) -> list[int]:
@@ -96,6 +108,105 @@ async def create_rooms(http: httpx.AsyncClient, token: str, count: int) -> list[
     workers = 16
     await asyncio.gather(*(worker(range(w, count, workers)) for w in range(workers)))
     return sorted(ids)
+
+
+# --------------------------------------------------------------------------- seeding
+
+SEED_TIME = "2024-01-01 00:00:00.000000+00:00"
+
+
+def seed_rows(
+    rooms: list[int], per_room: int, sender: int, lister: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, int]]]:
+    """Message rows (room, user, name, kind, deleted, seq) and each room's last seq."""
+    rows: list[tuple[Any, ...]] = []
+    for room in rooms:
+        for seq in range(1, per_room + 1):
+            # The lister's own messages come before their marker (halfway).
+            mine = seq % 5 == 0 and seq <= per_room // 4
+            user, name = (lister, "lister") if mine else (sender, "sender")
+            kind = 1 if seq % 7 == 0 else 0
+            deleted = SEED_TIME if seq % 11 == 0 and kind == 0 else None
+            rows.append((room, user, name, kind, deleted, seq))
+    return rows, [(per_room, room) for room in rooms]
+
+
+INSERT_MESSAGE = (
+    "INSERT INTO messages (room_id, user_id, user_name, text, created_at, kind, deleted_at, seq)"
+    " VALUES ({p[0]}, {p[1]}, {p[2]}, 'seeded', {now}, {p[3]}, {deleted}, {p[4]})"
+)
+MARKERS = (
+    "INSERT INTO read_markers (user_id, room_id, last_read_id, last_read_seq, updated_at)"
+    " SELECT {lister}, room_id, id, seq, {now} FROM messages WHERE seq = {half}"
+)
+
+
+async def seed(
+    database: str,
+    rooms: list[int],
+    per_room: int,
+    sender: int,
+    lister: int,
+    read_to_end: bool = False,
+) -> None:
+    rows, last = seed_rows(rooms, per_room, sender, lister)
+    half = per_room if read_to_end else max(1, per_room // 2)
+    if database.startswith("sqlite://"):
+        import sqlite3
+
+        conn = sqlite3.connect(database.removeprefix("sqlite://"), timeout=30)
+        try:
+            p = ["?"] * 5
+            sql = INSERT_MESSAGE.format(p=p, now="?", deleted="?")
+            conn.executemany(sql, [(r, u, n, SEED_TIME, k, d, s) for r, u, n, k, d, s in rows])
+            conn.executemany("UPDATE rooms SET last_seq = ? WHERE id = ?", last)
+            conn.execute(MARKERS.format(lister=lister, now=f"'{SEED_TIME}'", half=half))
+            conn.commit()
+            conn.execute("ANALYZE")
+        finally:
+            conn.close()
+        return
+    pg = await _asyncpg().connect(database)
+    try:
+        sql = INSERT_MESSAGE.format(
+            p=["$1", "$2", "$3", "$4", "$6"], now="now()", deleted="$5::timestamptz"
+        )
+        await pg.executemany(
+            sql,
+            [(r, u, n, k, None if d is None else time_of(d), s) for r, u, n, k, d, s in rows],
+        )
+        await pg.executemany("UPDATE rooms SET last_seq = $1 WHERE id = $2", last)
+        await pg.execute(MARKERS.format(lister=lister, now="now()", half=half))
+        await pg.execute("ANALYZE")
+    finally:
+        await pg.close()
+
+
+def _asyncpg() -> Any:
+    import asyncpg  # type: ignore[import-untyped]  # only with --postgres
+
+    return asyncpg
+
+
+def time_of(text: str) -> Any:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
+
+
+async def pg_admin(dsn: str, sql: str) -> None:
+    conn = await _asyncpg().connect(dsn)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def probe_room(res: httpx.Response) -> str:
+    room = res.json()["chatRooms"][0]
+    if "unread" not in room:
+        return "no unread count (a server before read markers)"
+    return f"unread {room['unread']}, lastReadId {room['lastReadId']}"
 
 
 # --------------------------------------------------------------------------- the lister
@@ -211,16 +322,40 @@ async def main(args: argparse.Namespace) -> int:
     if args.source:
         env["PYTHONPATH"] = str(args.source.resolve())
     database = f"sqlite://{work / 'rooms.sqlite3'}"
+    pg_name = None
+    if args.postgres:
+        pg_name = f"chatroom_bench_{uuid.uuid4().hex[:10]}"
+        await pg_admin(args.postgres, f'CREATE DATABASE "{pg_name}"')
+        database = f"{args.postgres.rsplit('/', 1)[0]}/{pg_name}"
     command = [sys.executable, "-m", "chatroom_server", "serve", "--port", str(port),
                "--database-url", database, "--log-level", "WARNING"]  # fmt: skip
     server = subprocess.Popen(pinned(0, command), env=env, cwd=work)  # noqa: ASYNC220
     try:
         await wait_ready(base)
         async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-            tokens = {name: await signup(http, name) for name in ("sender", "lister")}
+            users = {name: await signup(http, name) for name in ("sender", "lister")}
+            tokens = {name: token for name, (_, token) in users.items()}
             started = time.monotonic()
             rooms = await create_rooms(http, tokens["lister"], args.rooms)
             print(f"{len(rooms)} rooms created in {time.monotonic() - started:.1f} s")
+            if args.messages:
+                await seed(
+                    database,
+                    rooms,
+                    args.messages,
+                    users["sender"][0],
+                    users["lister"][0],
+                    args.read_to_end,
+                )
+                print(f"{args.messages} rows a room and a marker for the lister, written")
+            first = probe_room(
+                await http.get(
+                    ROOMS_PATH,
+                    params={"limit": 1},
+                    headers={"Authorization": f"Bearer {tokens['lister']}"},
+                )
+            )
+            print(f"the lister's first room: {first}")
             probe = await http.get(
                 ROOMS_PATH,
                 params={"limit": 100},
@@ -251,6 +386,8 @@ async def main(args: argparse.Namespace) -> int:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
+        if pg_name is not None:
+            await pg_admin(args.postgres, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":
@@ -259,4 +396,15 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per phase")
     parser.add_argument("--source", type=Path, help="run the server from this source tree")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument(
+        "--messages", type=int, default=0, help="rows written into every room (and a marker)"
+    )
+    parser.add_argument(
+        "--read-to-end",
+        action="store_true",
+        help="with --messages: the lister's markers at each room's end, not halfway",
+    )
+    parser.add_argument(
+        "--postgres", metavar="ADMIN_DSN", help="serve from a new PostgreSQL database there"
+    )
     raise SystemExit(asyncio.run(main(parser.parse_args())))

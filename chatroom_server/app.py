@@ -15,6 +15,7 @@ from .pubsub import Broker, Deliver, Resync, make_broker
 from .pubsub.limits import make_limits
 from .pubsub.presence import make_presence
 from .realtime.hub import Hub
+from .realtime.reads import ReadFanout
 from .realtime.relay import Relay
 from .realtime.revocations import Revocations
 from .realtime.room_events import ControlRoom, RoomEvents
@@ -26,6 +27,7 @@ from .services.changes import MessageChanges
 from .services.limits import AbuseLimits, LimitSettings
 from .services.members import RoomAdmin
 from .services.messages import plan_batch
+from .services.reads import ReadService
 from .services.secrets import shared_secret
 from .services.sessions import SessionService
 from .services.users import UserService
@@ -63,18 +65,6 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         recheck=settings.session_recheck,
         healthy=lambda: relay.broker.healthy,
     )
-    revocations = Revocations(
-        hub,
-        sessions,
-        relay.publish_control,
-        lambda: relay.broker.healthy,
-        settings.session_recheck,
-        sweep_every=settings.session_cache_seconds,
-        # The admin CLI's changes (deactivate-user, reset-password), which a server
-        # without Redis cannot hear: within the SPEC's 2 s with room to spare.
-        mark=admin_service.accounts_mark,
-        mark_every=min(1.0, settings.room_check_interval),
-    )
     room_events = RoomEvents(
         hub,
         access.seers,
@@ -85,7 +75,22 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         settings.session_recheck,
         sweep_every=settings.session_cache_seconds,
     )
-    relay.control = ControlRoom(revocations, room_events)
+    revocations = Revocations(
+        hub,
+        sessions,
+        relay.publish_control,
+        lambda: relay.broker.healthy,
+        settings.session_recheck,
+        sweep_every=settings.session_cache_seconds,
+        # The admin CLI's changes (deactivate-user, reset-password, set-admin --off),
+        # which a server without Redis cannot hear: within the SPEC's 2 s with room
+        # to spare.
+        mark=admin_service.accounts_mark,
+        mark_every=min(1.0, settings.room_check_interval),
+        on_mark=room_events.admins_changed,
+    )
+    read_fanout = ReadFanout(hub, relay.publish_control)
+    relay.control = ControlRoom(revocations, room_events, read_fanout)
     sessions.announce_with(revocations.announce)
     room_admin = RoomAdmin()
     room_admin.announce_with(room_events.announce)
@@ -101,6 +106,8 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
         revocations=revocations,
         room_events=room_events,
         rooms=room_admin,
+        reads=ReadService(),
+        read_fanout=read_fanout,
         wire=wire,
         store=store,
         hub=hub,

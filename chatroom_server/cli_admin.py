@@ -1,7 +1,8 @@
 """Site administration commands (SPEC 10): users, admins, deactivation, passwords.
 
 The database work is in services/admin.py; running servers learn of what ends a
-user's tokens as that module says (through Redis if given, and the accounts mark).
+user's tokens, or a site admin's right, as that module says (through Redis if
+given, and the accounts mark).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 import click
 
 from .cli_support import database_option, fail, load_settings, run_db
-from .domain import Revocation
+from .domain import Revocation, RoomEvent
 from .errors import ChatError
 from .settings import Settings
 
@@ -66,30 +67,29 @@ def list_users(database_url: str | None) -> None:
         click.echo("No users.")
 
 
-def _announce(settings: Settings, revocation: Revocation) -> str | None:
+def _announce(settings: Settings, change: Revocation | RoomEvent) -> str | None:
     """Tell running servers through Redis (if configured): None, or why it failed."""
-    return None if settings.redis_url is None else asyncio.run(_publish(settings, revocation))
+    return None if settings.redis_url is None else asyncio.run(_publish(settings, change))
 
 
-async def _publish(settings: Settings, revocation: Revocation) -> str | None:
+async def _publish(settings: Settings, change: Revocation | RoomEvent) -> str | None:
     from . import protocol
     from .pubsub import CONTROL_ROOM, publish_once
 
     assert settings.redis_url is not None
+    if isinstance(change, Revocation):
+        payload = protocol.bus_revocation(change)
+    else:
+        payload = protocol.bus_room_event(change)
     try:
-        await publish_once(
-            settings.redis_url,
-            CONTROL_ROOM,
-            protocol.bus_revocation(revocation),
-            settings.redis_prefix,
-        )
+        await publish_once(settings.redis_url, CONTROL_ROOM, payload, settings.redis_prefix)
     except ChatError as exc:
         return exc.message
     return None
 
 
-def _report_announcement(settings: Settings, revocation: Revocation) -> None:
-    problem = _announce(settings, revocation)
+def _report_announcement(settings: Settings, change: Revocation | RoomEvent) -> None:
+    problem = _announce(settings, change)
     if problem is not None:
         click.echo(
             f"Warning: could not tell the servers through Redis ({problem}); "
@@ -133,14 +133,22 @@ def reactivate_user(user: str, database_url: str | None) -> None:
 
 @click.command("set-admin")
 @click.argument("user")
-@click.option("--off", is_flag=True, help="Take the site admin right away instead.")
+@click.option(
+    "--off",
+    is_flag=True,
+    help="Take the site admin right away instead: their sockets to rooms they may no "
+    "longer see close (1008).",
+)
 @database_option
-def set_admin(user: str, off: bool, database_url: str | None) -> None:
+@redis_option
+def set_admin(user: str, off: bool, database_url: str | None, redis_url: str | None) -> None:
     """Make USER (a name or an ID) a site admin: sees and moderates every room."""
     from .services import admin
 
-    settings = load_settings(database_url=database_url)
+    settings = load_settings(database_url=database_url, redis_url=redis_url)
     account, changed = run_db(settings.database_url, lambda: admin.set_admin(user, not off))
+    if changed and off:
+        _report_announcement(settings, RoomEvent("admin_off", 0, account.id))
     now = "no longer" if off else "now"
     if not changed:
         now = "already not" if off else "already"

@@ -44,7 +44,9 @@ class RoomEvent:
 
     `kind`: "removed" (kicked), "left", "banned", "muted" (until `until`, unix
     seconds, or 0 for no end), "unmuted", "private" (the room's non-members
-    leave), "renamed" (read the room again), "deleted".
+    leave), "renamed" (read the room again), "deleted"; and "admin_off": the user
+    is no longer a site admin (`room_id` 0: their sockets to every room are
+    checked again).
     """
 
     kind: str
@@ -148,3 +150,15 @@ class Presence:
 
     users: list[tuple[int, str]]
     connections: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState:
+    """How far a user has read a room: their marker (None: they never marked it, or
+    no message of the room is at or before what they named), what is left unread
+    there, and whether the call that returned this moved the marker."""
+
+    room_id: int
+    last_read_id: int | None
+    unread: int
+    moved: bool = False

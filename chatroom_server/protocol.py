@@ -32,6 +32,7 @@ from .domain import (
     Member,
     Message,
     Presence,
+    ReadState,
     Revocation,
     Room,
     RoomEvent,
@@ -286,6 +287,13 @@ class RoomMessagesRequest(_Request):
     roomId: Id
 
 
+class ReadRequest(_Request):
+    lastReadId: Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_strict_int)] = Field(
+        description="The last message read. The marker goes to the room's message with the"
+        " largest ID at most this one (the newest, for a larger ID) and never moves back."
+    )
+
+
 def parse_body(model: type[M], raw: bytes | None) -> M:
     """Decode a JSON body into `model`, or raise BadRequest naming the field."""
     try:
@@ -373,6 +381,15 @@ class RoomOut(_Response):
     role: Literal["owner", "moderator", "member"] | None = Field(
         description="The asking user's role in the room; null when not a member."
     )
+    unread: int = Field(
+        ge=0,
+        description="The room's messages after the asking user's read marker, not counting"
+        " their own (nor any before their own newest one) or deleted ones.",
+    )
+    lastReadId: int | None = Field(
+        description="The asking user's read marker: the ID of the last message they read"
+        " there; null if they never marked the room read."
+    )
 
 
 class MemberUser(_Response):
@@ -443,6 +460,15 @@ class LegacyHistoryResponse(_Response):
 class HistoryResponse(_Response):
     messages: list[MessageOut] = Field(description="Oldest first.")
     hasMore: bool
+
+
+class ReadResponse(_Response):
+    chatRoomId: int
+    lastReadId: int | None = Field(
+        description="The read marker after the call (never lower than before); null while"
+        " the user has none in the room."
+    )
+    unread: int = Field(ge=0, description="The room's unread messages for the user now.")
 
 
 class PresentUser(_Response):
@@ -519,7 +545,7 @@ def sessions_json(sessions: list[SessionInfo], current: str | None) -> dict[str,
     }
 
 
-def room_json(room: Room, role: str | None = None) -> dict[str, Any]:
+def room_json(room: Room, role: str | None = None, read: ReadState | None = None) -> dict[str, Any]:
     return {
         "ID": room.id,
         "CreatedAt": timestamp(room.created_at),
@@ -529,11 +555,15 @@ def room_json(room: Room, role: str | None = None) -> dict[str, Any]:
         "visibility": room.visibility,
         "ownerId": room.owner_id,
         "role": role,
+        "unread": read.unread if read is not None else 0,
+        "lastReadId": read.last_read_id if read is not None else None,
     }
 
 
-def created_room_json(room: Room, role: str | None = None) -> dict[str, Any]:
-    return {"chatRoom": room_json(room, role)}
+def created_room_json(
+    room: Room, role: str | None = None, read: ReadState | None = None
+) -> dict[str, Any]:
+    return {"chatRoom": room_json(room, role, read)}
 
 
 def rooms_json(rooms: list[Room]) -> dict[str, Any]:
@@ -552,8 +582,19 @@ ROOM_PAGE_MAX = 1000
 
 # ROOM's keys in room_json's order, for the list the database builds as JSON itself
 # (db/room_list.py): the ID, created, updated, deleted, the name, the visibility, the
-# owner and the asking user's role.
-ROOM_KEYS = ("ID", "CreatedAt", "UpdatedAt", "DeletedAt", "name", "visibility", "ownerId", "role")
+# owner, and the asking user's role, unread count and read marker.
+ROOM_KEYS = (
+    "ID",
+    "CreatedAt",
+    "UpdatedAt",
+    "DeletedAt",
+    "name",
+    "visibility",
+    "ownerId",
+    "role",
+    "unread",
+    "lastReadId",
+)
 
 
 def room_list_body(array: str, paged: bool, next_after: int | None = None) -> bytes:
@@ -592,6 +633,10 @@ def legacy_history_json(messages: list[Message]) -> dict[str, Any]:
 
 def history_json(page: HistoryPage) -> dict[str, Any]:
     return {"messages": [message_json(m) for m in page.messages], "hasMore": page.has_more}
+
+
+def read_json(state: ReadState) -> dict[str, Any]:
+    return {"chatRoomId": state.room_id, "lastReadId": state.last_read_id, "unread": state.unread}
 
 
 def presence_json(presence: Presence) -> dict[str, Any]:
@@ -761,6 +806,11 @@ def presence_frame(event: str, room: Room, user_id: int, user_name: str) -> str:
     )
 
 
+def read_frame(room_id: int, last_read_id: int) -> str:
+    """`read` (v2 only): the user read up to this message, on another connection."""
+    return _frame("read", {"chatRoomId": room_id, "lastReadId": last_read_id})
+
+
 def error_frame(code: str, text: str) -> str:
     return _frame("error", {"chatUserId": SYSTEM_USER_ID, "chatMessage": text, "code": code})
 
@@ -864,8 +914,8 @@ def bus_revocation(revocation: Revocation) -> str:
     return f"{kind} {revocation.user_id} {revocation.session_id or '-'} {revocation.keep or '-'}"
 
 
-# ... and room events (services/members.py -> realtime/room_events.py):
-#   "e <kind> <room ID> <user ID> <until>"
+# ... and room events (services/members.py, the admin CLI -> realtime/room_events.py):
+#   "e <kind> <room ID> <user ID> <until>"                 (room ID 0: every room)
 
 
 def bus_room_event(event: RoomEvent) -> str:
@@ -890,4 +940,44 @@ def parse_revocation(payload: str) -> Revocation:
         None if session_id == "-" else session_id,
         None if keep == "-" else keep,
         legacy_only=kind == "l",
+    )
+
+
+# ... and read markers that moved (realtime/reads.py), for the user's other connections:
+#   "u <user ID> <room ID> <last read ID> <process> <connection or ->"
+# `process` names the process whose connection `connection` (a token of that process's
+# own) moved it, or that moved it over REST (connection "-").
+
+
+class BusRead:
+    __slots__ = ("user_id", "room_id", "last_read_id", "process", "connection")
+
+    def __init__(
+        self, user_id: int, room_id: int, last_read_id: int, process: str, connection: str | None
+    ) -> None:
+        self.user_id = user_id
+        self.room_id = room_id
+        self.last_read_id = last_read_id
+        self.process = process
+        self.connection = connection
+
+
+def bus_read(read: BusRead) -> str:
+    return (
+        f"u {read.user_id} {read.room_id} {read.last_read_id} {read.process}"
+        f" {read.connection or '-'}"
+    )
+
+
+def parse_read(payload: str) -> BusRead:
+    """Decode a moved read marker; raise ValueError if it is not one."""
+    tag, user_id, room_id, last_read_id, process, connection = payload.split(" ")
+    if tag != "u" or not process:
+        raise ValueError(f"not a read marker: {tag!r}")
+    return BusRead(
+        int(user_id),
+        int(room_id),
+        int(last_read_id),
+        process,
+        None if connection == "-" else connection,
     )

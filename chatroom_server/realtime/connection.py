@@ -66,6 +66,7 @@ class Connection:
         "_allowance",
         "muted_until",
         "version",
+        "opened_as_admin",
     )
 
     def __init__(
@@ -96,6 +97,10 @@ class Connection:
         self.muted_until = 0.0
         # The websocket protocol the client asked for (`v=2`: SPEC 12's events too).
         self.version = version
+        # The user was a site admin when the socket opened: the right to read here
+        # may rest on that alone, so it is checked again when an admin's right is
+        # taken away (realtime/room_events.py).
+        self.opened_as_admin = False
 
     @property
     def user_id(self) -> int:

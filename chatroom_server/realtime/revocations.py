@@ -13,7 +13,9 @@ The admin CLI is no server: without Redis nobody hears it. Whatever ends tokens
 there also moves the accounts mark (services/admin.py), which every process
 reads every `mark_every` seconds: one primary-key read; when the mark moved, the
 cache is cleared and the open sockets are checked at once (a deactivated user's
-sockets close within about `mark_every` seconds, with or without Redis).
+sockets close within about `mark_every` seconds, with or without Redis), and so
+is whatever else `on_mark` checks (the room access of sockets opened by site
+admins: `set-admin --off` moves the mark too).
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Revocations:
         sweep_every: float = 60.0,
         mark: Callable[[], Awaitable[str | None]] | None = None,
         mark_every: float = 1.0,
+        on_mark: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.hub = hub
         self.gate = gate
@@ -65,6 +68,7 @@ class Revocations:
         self.sweep_every = sweep_every
         self._mark = mark
         self.mark_every = mark_every
+        self._on_mark = on_mark
         self._unsent: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -156,6 +160,8 @@ class Revocations:
                     # are read again once) and check every open socket.
                     self.gate.clear()
                     await self.sweep()
+                    if self._on_mark is not None:
+                        await self._on_mark()
                 known, first = mark, False
             except Exception:
                 log.warning("could not read the accounts mark", exc_info=True)

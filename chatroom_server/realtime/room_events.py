@@ -3,7 +3,12 @@
 services/members.py announces a RoomEvent; it is applied here at once and travels
 through the broker's control room to every other process, which applies it too
 (applying twice changes nothing). ControlRoom sorts the control room's payloads
-between these and the session revocations.
+between these, the session revocations and read markers (reads.py).
+
+A site admin may open any room; when the admin CLI takes that right away
+("admin_off", or, unheard, the accounts mark it moves: realtime/revocations.py),
+the user's sockets are checked again by the same verdicts as the sweep's, and
+those to rooms they may no longer see close.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ from typing import Any, Protocol
 
 from .. import protocol
 from ..domain import Room, RoomEvent
-from .connection import CLOSE_GOING_AWAY, CLOSE_POLICY
+from .connection import CLOSE_GOING_AWAY, CLOSE_POLICY, Connection
 from .hub import Hub
+from .reads import ReadFanout
 from .revocations import Revocations
 
 log = logging.getLogger("chatroom_server.realtime")
@@ -28,6 +34,7 @@ REASONS = {
     "left": "left the room",
     "banned": "banned from the room",
     "private": "room is private now",
+    "admin_off": "no longer a site admin",
 }
 
 # (room ID, user IDs) -> those of them who may still see the room.
@@ -91,6 +98,9 @@ class RoomEvents:
         self.apply(event)
 
     def apply(self, event: RoomEvent) -> None:
+        if event.kind == "admin_off":
+            self._spawn(self._recheck_user(event.user_id))
+            return
         conns = self.hub.connections(event.room_id)
         if event.kind == "deleted":
             self.hub.close_room(event.room_id, CLOSE_GOING_AWAY, "room deleted")
@@ -125,7 +135,20 @@ class RoomEvents:
         self.hub.replace_room(room)
 
     async def sweep(self) -> None:
-        conns = self.hub.all_connections()
+        await self._recheck(self.hub.all_connections())
+
+    async def admins_changed(self) -> None:
+        """A site admin's right may have been taken away, nobody said whose (the
+        accounts mark moved): check the sockets opened by site admins."""
+        await self._recheck([c for c in self.hub.all_connections() if c.opened_as_admin])
+
+    async def _recheck_user(self, user_id: int) -> None:
+        try:
+            await self._recheck([c for c in self.hub.all_connections() if c.user_id == user_id])
+        except Exception:
+            log.warning("could not re-check user %s's room access", user_id, exc_info=True)
+
+    async def _recheck(self, conns: list[Connection]) -> None:
         if not conns:
             return
         found = await self._verdicts({(c.room.id, c.user_id) for c in conns})
@@ -137,6 +160,9 @@ class RoomEvents:
                 conn.muted_until = verdict.mute_deadline
             elif verdict.reason == "deleted":
                 conn.close(CLOSE_GOING_AWAY, "room deleted")
+            elif verdict.reason == "removed" and conn.opened_as_admin:
+                # Let in as a site admin and no longer seeing the room: the right is gone.
+                conn.close(CLOSE_POLICY, REASONS["admin_off"])
             else:
                 conn.close(CLOSE_POLICY, REASONS.get(verdict.reason, REASONS["removed"]))
 
@@ -177,15 +203,21 @@ class RoomEvents:
 
 
 class ControlRoom:
-    """The control room's listener: session revocations and room events."""
+    """The control room's listener: session revocations, room events and read markers."""
 
-    def __init__(self, revocations: Revocations, rooms: RoomEvents) -> None:
+    def __init__(
+        self, revocations: Revocations, rooms: RoomEvents, reads: ReadFanout | None = None
+    ) -> None:
         self.revocations = revocations
         self.rooms = rooms
+        self.reads = reads
 
     def hear(self, payload: str) -> None:
         if payload.startswith("e "):
             self.rooms.hear(payload)
+        elif payload.startswith("u "):
+            if self.reads is not None:
+                self.reads.hear(payload)
         else:
             self.revocations.hear(payload)
 

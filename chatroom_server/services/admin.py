@@ -10,6 +10,10 @@ when it changed, forgets its cached session answers and checks its open
 sockets against the database. One primary-key read a second is the whole cost
 while nothing changes, and a server with no Redis (which cannot hear the CLI)
 still closes a deactivated user's sockets in time.
+
+Taking a site admin's right away (`set-admin --off`) moves the mark too, and the
+CLI announces it as a room event ("admin_off"): the servers re-check that user's
+open sockets' room access, and close those to rooms they may no longer see.
 """
 
 from __future__ import annotations
@@ -136,12 +140,21 @@ async def reactivate(ref: str) -> tuple[Account, bool]:
 
 
 async def set_admin(ref: str, on: bool) -> tuple[Account, bool]:
-    """Make the user a site admin (or not); whether that changed anything."""
+    """Make the user a site admin (or not); whether that changed anything.
+
+    Taking the right away moves the accounts mark in the same transaction: the
+    user's open sockets to rooms they may no longer see are closed (SPEC 10).
+    """
     account = await find_account(ref)
     if account.is_admin == on:
         return account, False
+    if not on:
+        await _ensure_mark()
     with storage_errors():
-        await UserRow.filter(id=account.id).update(is_admin=on)
+        async with in_transaction():
+            await UserRow.filter(id=account.id).update(is_admin=on)
+            if not on:
+                await _move_mark()
     log.info("site admin %s: id=%s", "granted" if on else "revoked", account.id)
     return replace(account, is_admin=on), True
 
@@ -164,6 +177,11 @@ async def _end_sessions(user_id: int, now: datetime) -> None:
     """Inside the caller's transaction: end the sessions, then move the accounts mark,
     so a server that sees the new mark also sees what it marks."""
     await SessionRow.filter(user_id=user_id, ended_at=None).update(ended_at=now)
+    await _move_mark()
+
+
+async def _move_mark() -> None:
+    """Inside the caller's transaction, after what it marks."""
     await ServerSecret.filter(name=ACCOUNTS_MARK).update(value=secrets.token_hex(16))
 
 
@@ -180,7 +198,8 @@ async def _ensure_mark() -> None:
 
 
 async def accounts_mark() -> str | None:
-    """The accounts mark: it changes whenever the CLI ends a user's tokens."""
+    """The accounts mark: it changes whenever the CLI ends a user's tokens or takes
+    a site admin's right away."""
     with storage_errors():
         row = await ServerSecret.get_or_none(name=ACCOUNTS_MARK)
     return None if row is None else row.value

@@ -11,6 +11,7 @@ from sanic.config import Config
 from ..db.store import MessageStore
 from ..domain import Identity
 from ..realtime.hub import Hub
+from ..realtime.reads import ReadFanout
 from ..realtime.relay import Relay
 from ..realtime.revocations import Revocations
 from ..realtime.room_events import RoomEvents
@@ -18,6 +19,7 @@ from ..security import TokenService
 from ..services.changes import MessageChanges
 from ..services.limits import AbuseLimits
 from ..services.members import RoomAdmin
+from ..services.reads import ReadService
 from ..services.sessions import SessionService
 from ..services.users import UserService
 from ..settings import Settings
@@ -34,6 +36,8 @@ class Ctx:
     revocations: Revocations
     room_events: RoomEvents
     rooms: RoomAdmin
+    reads: ReadService
+    read_fanout: ReadFanout
     wire: Wire
     store: MessageStore
     hub: Hub

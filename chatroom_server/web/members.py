@@ -37,8 +37,10 @@ def _ref(body: protocol.UserRefRequest) -> UserRef:
     return UserRef(body.userId, body.userName)
 
 
-def _room(request: Request, st: Any) -> HTTPResponse:
-    return json(protocol.created_room_json(st.room, st.role))
+async def _room(request: Request, st: Any) -> HTTPResponse:
+    """`{"chatRoom": ROOM}` as the caller sees it: their role, unread count and marker."""
+    read = await ctx_of(request).reads.state(request.ctx.identity.user_id, st.room.id)
+    return json(protocol.created_room_json(st.room, st.role, read))
 
 
 @bp.get("/rooms/<room_id:int>")
@@ -49,7 +51,7 @@ def _room(request: Request, st: Any) -> HTTPResponse:
     secured=BEARER,
 )
 async def get_room(request: Request, room_id: int) -> HTTPResponse:
-    return _room(request, await ctx_of(request).rooms.get(request.ctx.identity, room_id))
+    return await _room(request, await ctx_of(request).rooms.get(request.ctx.identity, room_id))
 
 
 @bp.patch("/rooms/<room_id:int>")
@@ -65,7 +67,7 @@ async def update_room(request: Request, room_id: int) -> HTTPResponse:
     st = await ctx_of(request).rooms.update(
         request.ctx.identity, room_id, body.name, body.visibility
     )
-    return _room(request, st)
+    return await _room(request, st)
 
 
 @bp.delete("/rooms/<room_id:int>")
@@ -201,4 +203,4 @@ async def unmute(request: Request, room_id: int, user_id: int) -> HTTPResponse:
 async def direct(request: Request) -> HTTPResponse:
     body = protocol.parse_body(protocol.UserRefRequest, request.body)
     st = await ctx_of(request).rooms.direct(request.ctx.identity, _ref(body))
-    return _room(request, st)
+    return await _room(request, st)

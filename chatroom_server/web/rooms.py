@@ -50,6 +50,7 @@ async def create(request: Request) -> HTTPResponse:
     ctx = ctx_of(request)
     await ctx.limits.check_room_create(request.ctx.identity.user_id)
     st = await ctx.rooms.create(request.ctx.identity, body.name, body.visibility)
+    # A new room: nothing in it to read yet (unread 0, no marker).
     return json(protocol.created_room_json(st.room, st.role))
 
 
@@ -160,3 +161,21 @@ async def messages(request: Request, room_id: int) -> HTTPResponse:
 async def presence(request: Request, room_id: int) -> HTTPResponse:
     room = await _readable(request, room_id)
     return json(protocol.presence_json(await ctx_of(request).relay.presence(room.id)))
+
+
+@bp.post("/rooms/<room_id:int>/read")
+@openapi.definition(
+    summary="Mark a room read up to a message; the user's other v2 sockets hear of it",
+    parameter=ROOM_ID,
+    body=json_body(protocol.ReadRequest),
+    response=responses(protocol.ReadResponse, 400, 401, 403, 404, 413, 503),
+    secured=BEARER,
+)
+async def mark_read(request: Request, room_id: int) -> HTTPResponse:
+    body = protocol.parse_body(protocol.ReadRequest, request.body)
+    ctx = ctx_of(request)
+    identity = request.ctx.identity
+    state = await ctx.reads.mark_in(identity, room_id, body.lastReadId)
+    if state.moved and state.last_read_id is not None:
+        await ctx.read_fanout.announce(identity.user_id, room_id, state.last_read_id)
+    return json(protocol.read_json(state))

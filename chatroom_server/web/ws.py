@@ -26,9 +26,9 @@ from ..realtime.connection import (
     State,
 )
 from ..realtime.revocations import SESSION_ENDED
-from ..realtime.session import Session
+from ..realtime.session import MarkRead, Session
 from ..services import access
-from .context import authenticate, client_ip, ctx_of
+from .context import Ctx, authenticate, client_ip, ctx_of
 
 bp = Blueprint("ws")
 log = logging.getLogger("chatroom_server.web")
@@ -63,6 +63,7 @@ async def before_upgrade(request: Request) -> None:
     standing = await access.authorize(room_id, request.ctx.identity, access.Action.READ)
     request.ctx.room = ctx.hub.room(room_id) or standing.room
     request.ctx.muted_until = access.mute_deadline(standing)
+    request.ctx.as_admin = standing.admin
     # Last: a refusal above must not hold a slot. The handler takes the slot over;
     # should the upgrade fail before it runs, release_failed_upgrade gives it back,
     # and a request that dies some other way leaves a slot nobody refreshes: it
@@ -84,6 +85,20 @@ async def release_failed_upgrade(request: Request, response: object) -> None:
 bp.on_response(release_failed_upgrade)  # type: ignore[no-untyped-call]
 
 
+def _mark_read(ctx: Ctx) -> MarkRead:
+    """A v2 `read` frame: the marker moves (the socket may read its room: checked at the
+    upgrade, and a ban closes it), and the user's other v2 sockets hear of it."""
+
+    async def mark(conn: Connection, last_read_id: int) -> None:
+        state = await ctx.reads.mark(conn.identity, conn.room, last_read_id)
+        if state.moved and state.last_read_id is not None:
+            await ctx.read_fanout.announce(
+                conn.user_id, conn.room.id, state.last_read_id, origin_conn=conn
+            )
+
+    return mark
+
+
 async def chat_socket(request: Request, ws: Websocket) -> None:
     ctx = ctx_of(request)
     settings, wire = ctx.settings, ctx.wire
@@ -98,6 +113,7 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         request.ctx.version,
     )
     conn.muted_until = request.ctx.muted_until
+    conn.opened_as_admin = request.ctx.as_admin
     session = Session(
         ctx.relay,
         conn,
@@ -106,6 +122,7 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         settings.max_message_chars,
         ctx.limits.message_allowed,
         changes=ctx.changes,
+        mark_read=_mark_read(ctx),
     )
     slot, request.ctx.slot = request.ctx.slot, None  # this handler releases it now
     since: int | None = request.ctx.since

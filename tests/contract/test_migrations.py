@@ -268,3 +268,87 @@ async def test_sqlite_upgrade_to_0005_keeps_rooms_public(tmp_path: Path) -> None
 async def test_postgres_upgrade_to_0005_keeps_rooms_public() -> None:
     async with fresh_pg_database("rooms") as url:
         await _upgrade_0005_leaves_rooms_public_and_rows_alone(url)
+
+
+# ---------------------------------------------------------------- 0006: edits, reads
+
+SEED_0005 = (
+    "INSERT INTO users (user_name, name_key, email, password_hash, created_at, updated_at) "
+    "VALUES ('ann', '{ann}', 'ann@example.com', '{hashed}', '2024-01-01', '2024-01-01'), "
+    "('ben', '{ben}', 'ben@example.com', '{hashed}', '2024-01-01', '2024-01-01'), "
+    "('dan', '{dan}', 'dan@example.com', '{hashed}', '2024-01-01', '2024-01-01');"
+    "INSERT INTO rooms (name, created_at, updated_at, last_seq, visibility) VALUES "
+    "('lobby', '2024-01-01', '2024-01-01', 4, 'public'), "
+    "('side', '2024-01-01', '2024-01-01', 1, 'public');"
+    "INSERT INTO messages (room_id, user_id, user_name, text, created_at, client_message_id, seq) "
+    "VALUES (1, 1, 'ann', 'hi', '2024-01-01', NULL, 1), "
+    "(1, 2, 'ben', 'hello', '2024-01-01', 'c1', 2), "
+    "(2, 1, 'ann', 'alone', '2024-01-01', NULL, 1), "
+    "(1, 2, 'ben', 'how are you', '2024-01-01', NULL, 3), "
+    "(1, 3, 'dan', 'hey', '2024-01-01', NULL, 4);"
+)
+
+
+async def _upgrade_0006_keeps_messages_plain_and_counts_them(url: str) -> None:
+    config = tortoise_config(url)
+    (name,) = config["connections"]
+    await migrate(config=config, target="chat.0005_rooms_members")
+    await Tortoise.close_connections()
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    keys = {who: name_key(who) for who in ("ann", "ben", "dan")}
+    await Tortoise.init(config=config)
+    try:
+        conn = Tortoise.get_connection(name)
+        await conn.execute_script(SEED_0005.format(hashed=hashed, **keys))
+        before = await _rows(conn, "messages", "*")
+    finally:
+        await Tortoise.close_connections()
+
+    assert await apply_migrations(url) == ["chat.0006_edits_read_markers"]
+
+    await Tortoise.init(config=config)
+    try:
+        conn = Tortoise.get_connection(name)
+        assert await _rows(conn, "messages", ", ".join(before[0])) == before
+        # Every existing row is a plain message: not a change, never edited or deleted.
+        changes = await _rows(
+            conn, "messages", "id, kind, target_id, edited_at, deleted_at, deleted_by_id"
+        )
+        assert [tuple(r.values())[1:] for r in changes] == [(0, None, None, None, None)] * 5
+        assert await _rows(conn, "read_markers", "id") == []
+    finally:
+        await Tortoise.close_connections()
+
+    # Nobody has a marker: unread is the others' messages after one's own newest.
+    async with running_server(url) as server:
+        unread: dict[str, dict[str, tuple[int, int | None]]] = {}
+        tokens = {}
+        for who in ("ann", "ben", "dan"):
+            res = await server.http.post(
+                "/v1/api/auth/login", json={"email": f"{who}@example.com", "password": PASSWORD}
+            )
+            assert res.status_code == 200, res.text
+            tokens[who] = {"Authorization": f"Bearer {res.json()['token']}"}
+            res = await server.http.get("/v1/api/chat/rooms", headers=tokens[who])
+            unread[who] = {
+                r["name"]: (r["unread"], r["lastReadId"]) for r in res.json()["chatRooms"]
+            }
+        assert unread == {
+            "ann": {"lobby": (3, None), "side": (0, None)},
+            "ben": {"lobby": (1, None), "side": (1, None)},
+            "dan": {"lobby": (0, None), "side": (1, None)},
+        }
+        # Markers work on the upgraded rows: ann read up to ben's first message.
+        res = await server.http.post(
+            "/v1/api/chat/rooms/1/read", json={"lastReadId": 2}, headers=tokens["ann"]
+        )
+        assert res.json() == {"chatRoomId": 1, "lastReadId": 2, "unread": 2}
+
+
+async def test_sqlite_upgrade_to_0006_counts_old_messages(tmp_path: Path) -> None:
+    await _upgrade_0006_keeps_messages_plain_and_counts_them(f"sqlite://{tmp_path / 'e.sqlite3'}")
+
+
+async def test_postgres_upgrade_to_0006_counts_old_messages() -> None:
+    async with fresh_pg_database("reads") as url:
+        await _upgrade_0006_keeps_messages_plain_and_counts_them(url)

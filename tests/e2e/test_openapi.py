@@ -153,6 +153,12 @@ ROUTES: dict[tuple[str, str], tuple[Any, type | None, set[int], bool]] = {
         {401, 403, 404, 503},
         True,
     ),
+    ("post", "/v1/api/chat/rooms/{room_id}/read"): (
+        protocol.ReadRequest,
+        protocol.ReadResponse,
+        {400, 401, 403, 404, 413, 503},
+        True,
+    ),
     ("post", "/v1/api/chat/direct"): (
         protocol.UserRefRequest,
         protocol.CreatedRoomResponse,

@@ -10,10 +10,10 @@ Every cell is one call by one role on a room of one visibility, and its expected
 answer is derived from the rules of SPEC 10 and the lead's design (briefs/i13-design.md)
 by `expected()` below, so the table reads as the rules themselves:
 
-- read (GET room, members, both histories, presence, the websocket): a public room is
-  open to everyone but its banned users (403 "...banned..."); a private or direct room
-  exists only for its members and admins: anyone else gets the 404 of an ID never used,
-  byte for byte (the ID in the sentence aside).
+- read (GET room, members, both histories, presence, marking it read, the websocket):
+  a public room is open to everyone but its banned users (403 "...banned..."); a
+  private or direct room exists only for its members and admins: anyone else gets the
+  404 of an ID never used, byte for byte (the ID in the sentence aside).
 - change (rename, visibility, invite, roles, kick, ban, mute...): whoever may not read
   gets that same answer; a reader without the right gets 403 with a sentence that says
   who may; direct rooms refuse renames, invites, kicks and leaving (403).
@@ -151,7 +151,7 @@ def expected(action: str, visibility: str, role: str) -> int | frozenset[int]:
     raise AssertionError(f"no rule for {action}")
 
 
-READS = ("view", "members", "history", "room-messages", "presence")
+READS = ("view", "members", "history", "room-messages", "presence", "mark read")
 
 
 def target_of(action: str, room: Room) -> Person | None:
@@ -186,6 +186,7 @@ def request_for(action: str, room: Room, actor: Person) -> tuple[str, str, Any] 
         "history": ("GET", f"{r}/messages", None),
         "room-messages": ("POST", f"{API}/room-messages", {"roomId": room.id}),
         "presence": ("GET", f"{r}/presence", None),
+        "mark read": ("POST", f"{r}/read", {"lastReadId": 0}),
         "rename": ("PATCH", r, {"name": "renamed"}),
         "visibility": ("PATCH", r, {"visibility": other}),
         "delete": ("DELETE", r, None),

@@ -12,7 +12,8 @@ import orjson
 import pytest
 
 from chatroom_server import protocol
-from chatroom_server.domain import HistoryPage, Message, Presence, Room, User
+from chatroom_server.domain import HistoryPage, Message, Presence, ReadState, Room, User
+from chatroom_server.errors import BadRequest
 
 
 def test_response_models_describe_what_the_functions_build() -> None:
@@ -25,6 +26,12 @@ def test_response_models_describe_what_the_functions_build() -> None:
     cases: list[tuple[type, dict[str, Any]]] = [
         (protocol.AuthResponse, protocol.auth_json(user, "t.o.k")),
         (protocol.CreatedRoomResponse, protocol.created_room_json(deleted)),
+        (
+            protocol.CreatedRoomResponse,
+            protocol.created_room_json(deleted, "owner", ReadState(2, 17, 3)),
+        ),
+        (protocol.ReadResponse, protocol.read_json(ReadState(2, 17, 3, moved=True))),
+        (protocol.ReadResponse, protocol.read_json(ReadState(2, None, 0))),
         (protocol.RoomsResponse, protocol.rooms_json([deleted, Room(5, "b", now, now)])),
         (protocol.LegacyHistoryResponse, protocol.legacy_history_json([plain, tagged])),
         (protocol.HistoryResponse, protocol.history_json(HistoryPage([plain, tagged], True))),
@@ -37,6 +44,11 @@ def test_response_models_describe_what_the_functions_build() -> None:
     assert "clientMessageId" not in protocol.message_json(plain)
     assert protocol.room_json(deleted)["DeletedAt"] == "2023-10-30T15:47:33.246704Z"
     assert protocol.user_json(user)["DeletedAt"] is None
+    # A room nobody asked about the reads of: nothing unread, no marker.
+    assert protocol.room_json(deleted)["unread"] == 0
+    assert protocol.room_json(deleted)["lastReadId"] is None
+    read = protocol.room_json(deleted, "member", ReadState(2, 17, 3))
+    assert (read["role"], read["unread"], read["lastReadId"]) == ("member", 3, 17)
 
 
 def test_the_room_list_body_wraps_the_databases_array() -> None:
@@ -45,12 +57,15 @@ def test_the_room_list_body_wraps_the_databases_array() -> None:
     now = datetime(2023, 10, 30, 15, 47, 33, 246704, tzinfo=UTC)
     rooms = [Room(1, "a", now, now), Room(7, 'b " ü', now, now)]
     objects = [protocol.room_json(r) for r in rooms]
+    objects.append(protocol.room_json(Room(9, "c", now, now), "owner", ReadState(9, 40, 2)))
     assert all(tuple(o) == protocol.ROOM_KEYS for o in objects)
     array = orjson.dumps(objects).decode()
-    assert orjson.loads(protocol.room_list_body(array, paged=False)) == protocol.rooms_json(rooms)
+    listed = {"chatRooms": objects}
+    assert orjson.loads(protocol.room_list_body(array, paged=False)) == listed
+    assert protocol.rooms_json(rooms) == {"chatRooms": objects[:2]}
     for next_after in (7, None):
         body = orjson.loads(protocol.room_list_body(array, paged=True, next_after=next_after))
-        assert body == {**protocol.rooms_json(rooms), "nextAfter": next_after}
+        assert body == {**listed, "nextAfter": next_after}
         protocol.RoomsResponse.model_validate(body, strict=True)
     assert orjson.loads(protocol.room_list_body("[]", paged=True)) == {
         "chatRooms": [],
@@ -72,3 +87,30 @@ def test_timestamps_keep_the_go_servers_form(value: datetime) -> None:
     expected = value.astimezone(UTC) if value.tzinfo else value
     want = expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ").rjust(27, "0")
     assert protocol.timestamp(value) == want
+
+
+def test_read_request_bounds_name_the_field() -> None:
+    for good, value in ((0, 0), (5, 5), ("12", 12), (protocol.MAX_ID, protocol.MAX_ID)):
+        assert protocol.parse_body(protocol.ReadRequest, orjson.dumps({"lastReadId": good})) == (
+            protocol.ReadRequest(lastReadId=value)
+        )
+    for bad in ({}, {"lastReadId": -1}, {"lastReadId": 2**63}, {"lastReadId": None},
+                {"lastReadId": True}, {"lastReadId": 1.5}, {"lastReadId": "x"},
+                {"lastReadId": [1]}, {"lastReadID": 1}):  # fmt: skip
+        with pytest.raises(BadRequest) as refused:
+            protocol.parse_body(protocol.ReadRequest, orjson.dumps(bad))
+        assert refused.value.message.startswith("lastReadId: "), bad
+
+
+def test_read_frames_and_their_bus_payload() -> None:
+    frame = orjson.loads(protocol.read_frame(4, 99))
+    assert frame == {"Type": 1, "Event": "read", "Body": {"chatRoomId": 4, "lastReadId": 99}}
+    for connection in ("140234", None):
+        payload = protocol.bus_read(protocol.BusRead(3, 4, 99, "p1", connection))
+        assert payload.startswith("u ")
+        read = protocol.parse_read(payload)
+        got = (read.user_id, read.room_id, read.last_read_id, read.process, read.connection)
+        assert got == (3, 4, 99, "p1", connection)
+    for bad in ("e removed 1 2 0.0", "u 1 2 3 p", "u 1 2 x p -", "r 1 - -"):
+        with pytest.raises(ValueError):
+            protocol.parse_read(bad)

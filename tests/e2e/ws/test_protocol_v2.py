@@ -308,3 +308,79 @@ class TestEditWindow:
             assert res.status_code == 403
             await send_json(ws, {"type": "delete", "id": msg["ID"]})
             assert (await next_of(ws, "delete"))["Body"]["ID"] == msg["ID"]
+
+
+async def test_a_read_frame_moves_the_marker_and_tells_the_users_other_v2_sockets(
+    server: ChatServer,
+) -> None:
+    _, a_token = await server.signup()
+    _, b_token = await server.signup()
+    room = await server.create_room(a_token, "one")
+    other = await server.create_room(a_token, "two")
+    rid = room["ID"]
+    async with (
+        server.connect(rid, b_token, query_extra=V2) as reader,
+        server.connect(other["ID"], b_token, query_extra=V2) as other_tab,
+        server.connect(other["ID"], b_token) as v1_tab,
+        server.connect(rid, a_token, query_extra=V2) as author,
+    ):
+        sent = [await post(author, f"m{i}") for i in range(3)]
+        res = await server.http.get(f"/v1/api/chat/rooms/{rid}", headers=auth(b_token))
+        assert (res.json()["chatRoom"]["unread"], res.json()["chatRoom"]["lastReadId"]) == (3, None)
+        await send_json(reader, {"type": "read", "lastReadId": sent[1]["ID"]})
+        read = await next_of(other_tab, "read")
+        assert read["Body"] == {"chatRoomId": rid, "lastReadId": sent[1]["ID"]}
+        res = await server.http.get(f"/v1/api/chat/rooms/{rid}", headers=auth(b_token))
+        assert (res.json()["chatRoom"]["unread"], res.json()["chatRoom"]["lastReadId"]) == (
+            1,
+            sent[1]["ID"],
+        )
+        # Backwards: nothing moves, nobody is told (the next event is the next move).
+        await send_json(reader, {"type": "read", "lastReadId": sent[0]["ID"]})
+        await send_json(reader, {"type": "read", "lastReadId": sent[2]["ID"]})
+        read = await next_of(other_tab, "read")
+        assert read["Body"] == {"chatRoomId": rid, "lastReadId": sent[2]["ID"]}
+        await post(author, "sentinel")
+        assert "read" not in events(await frames_until(reader, "sentinel"))
+        # The origin socket never got its own read; the v1 tab never got any.
+        await send_json(v1_tab, {"chatMessage": "v1 sentinel"})
+        seen = await frames_until(v1_tab, "v1 sentinel")
+        assert set(events(seen)) <= V1_EVENTS, seen
+
+
+async def test_a_v1_socket_gets_nothing_of_what_v2_users_do(server: ChatServer) -> None:
+    """SPEC 12: everything a v1 socket receives while v2 users send, edit, delete,
+    type and read is SPEC 5's frames: the messages, with their fields exactly."""
+    _, a_token = await server.signup()
+    _, b_token = await server.signup()
+    room = await server.create_room(a_token)
+    rid = room["ID"]
+    async with (
+        server.connect(rid, b_token) as old_client,
+        server.connect(rid, a_token, query_extra=V2) as alice,
+        server.connect(rid, b_token, query_extra=V2) as bob,
+    ):
+        first = await post(alice, "first")
+        await send_json(alice, {"type": "typing"})
+        await send_json(bob, {"type": "typing"})
+        await send_json(alice, {"type": "edit", "id": first["ID"], "chatMessage": "first!"})
+        await next_of(bob, "edit")
+        second = await post(bob, "second")
+        await send_json(bob, {"type": "read", "lastReadId": second["ID"]})
+        await send_json(alice, {"type": "read", "lastReadId": second["ID"]})
+        await send_json(bob, {"type": "delete", "id": second["ID"]})
+        await next_of(alice, "delete")
+        res = await server.http.post(
+            f"/v1/api/chat/rooms/{rid}/read",
+            json={"lastReadId": first["ID"]},
+            headers=auth(b_token),
+        )
+        assert res.status_code == 200, res.text
+        await post(alice, "sentinel")
+        seen = [f for f in await frames_until(old_client, "sentinel") if f["Event"] != "join"]
+        assert [(f["Event"], f["Body"]["chatMessage"]) for f in seen] == [
+            ("message", "first"),
+            ("message", "second"),
+            ("message", "sentinel"),
+        ], seen
+        assert all(set(f["Body"]) == MSG_KEYS for f in seen), seen
