@@ -2,6 +2,7 @@
 // presence and reconnection. Uses only the public REST API and websocket.
 
 import { api, loadSession, saveSession } from "./api.js";
+import { onSignIn } from "./auth.js";
 import { RoomSocket } from "./socket.js";
 import {
   $,
@@ -11,6 +12,7 @@ import {
   pendingItem,
   presenceItem,
   setList,
+  setStatus,
   systemItem,
 } from "./view.js";
 
@@ -69,30 +71,10 @@ async function authed(call, onError) {
   }
 }
 
-$("auth-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const signup = event.submitter?.value === "signup";
-  const name = $("auth-user-name").value.trim();
-  const email = $("auth-email").value.trim();
-  const password = $("auth-password").value;
-  const error = $("auth-error");
-  if (signup && !name) return void (error.textContent = "Choose a user name to sign up.");
-  if (!email || !password) return void (error.textContent = "Enter your email and password.");
-  const buttons = event.currentTarget.querySelectorAll("button");
-  buttons.forEach((b) => (b.disabled = true));
-  error.textContent = signup ? "Signing up…" : "Logging in…";
-  try {
-    const data = signup ? await api.signup(name, email, password) : await api.login(email, password);
-    session = { token: data.token, user: data.user };
-    saveSession(session);
-    $("auth-password").value = "";
-    error.textContent = "";
-    showChat();
-  } catch (failure) {
-    error.textContent = failure.message;
-  } finally {
-    buttons.forEach((b) => (b.disabled = false));
-  }
+onSignIn((signedIn) => {
+  session = signedIn;
+  saveSession(session);
+  showChat();
 });
 
 // Ends the session on the server too (its token stops working on every host);
@@ -355,23 +337,6 @@ $("message").addEventListener("keydown", (event) => {
 });
 
 $("back").addEventListener("click", () => $("chat-view").classList.remove("room-open"));
-
-// ---------------------------------------------------------------- status
-
-const STATUS = {
-  idle: "Not connected",
-  connecting: "Connecting…",
-  online: "Connected",
-  reconnecting: "Reconnecting…",
-  offline: "Offline: will reconnect when the network is back",
-};
-
-function setStatus(state, delay) {
-  const node = $("status");
-  node.dataset.state = state;
-  node.textContent =
-    state === "waiting" ? `Disconnected: retrying in ${Math.ceil(delay / 1000)} s` : STATUS[state];
-}
 
 function isNearEnd() {
   return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
