@@ -128,8 +128,10 @@ async def create_room(page: Page, name: str, *, private: bool = False) -> None:
     await expect(page.locator("#status")).to_have_text("Connected")
 
 
-async def open_room(page: Page, name: str) -> None:
-    await page.get_by_role("button", name=name, exact=True).click()
+async def open_room(page: Page, name: str, *, private: bool = False) -> None:
+    # A private room's button is read out with its lock: "design (private)".
+    label = f"{name} (private)" if private else name
+    await page.get_by_role("button", name=label, exact=True).click()
     await expect(page.locator("#room-title")).to_have_text(name)
     await expect(page.locator("#status")).to_have_text("Connected")
 
