@@ -49,8 +49,8 @@ async def sign_up(page: Page, base: str, name: str) -> None:
 
 
 async def say(page: Page, text: str) -> None:
-    await page.get_by_label("Message").fill(text)
-    await page.get_by_label("Message").press("Enter")
+    await page.get_by_label("Message", exact=True).fill(text)
+    await page.get_by_label("Message", exact=True).press("Enter")
     await expect(page.locator("#messages li.msg .text").last).to_have_text(text)
 
 

@@ -59,8 +59,10 @@ export async function request(path, { method = "GET", body, token } = {}) {
     const message = data && typeof data.message === "string" ? data.message : "";
     throw new ApiError(res.status, explain(res.status, message, res.headers.get("Retry-After")));
   }
-  return data;
+  return data ?? {}; // 204: done, nothing to say (callers read null as a failure)
 }
+
+const room = (id, rest = "") => `/v1/api/chat/rooms/${id}${rest}`;
 
 export const api = {
   signup: (user_name, email, password) =>
@@ -69,9 +71,28 @@ export const api = {
     request("/v1/api/auth/login", { method: "POST", body: { email, password } }),
   logout: (token) => request("/v1/api/auth/logout", { method: "POST", token }),
   rooms: (token) => request("/v1/api/chat/rooms", { token }),
-  createRoom: (token, name) =>
-    request("/v1/api/chat/create", { method: "POST", body: { name }, token }),
+  // A public room is asked for the seed's way, with the name alone.
+  createRoom: (token, name, isPrivate = false) =>
+    request("/v1/api/chat/create", {
+      method: "POST",
+      body: isPrivate ? { name, visibility: "private" } : { name },
+      token,
+    }),
   history: (token, roomId, params) =>
-    request(`/v1/api/chat/rooms/${roomId}/messages?${new URLSearchParams(params)}`, { token }),
-  presence: (token, roomId) => request(`/v1/api/chat/rooms/${roomId}/presence`, { token }),
+    request(room(roomId, `/messages?${new URLSearchParams(params)}`), { token }),
+  presence: (token, roomId) => request(room(roomId, "/presence"), { token }),
+  members: (token, roomId) => request(room(roomId, "/members"), { token }),
+  invite: (token, roomId, userName) =>
+    request(room(roomId, "/members"), { method: "POST", body: { userName }, token }),
+  setRole: (token, roomId, userId, role) =>
+    request(room(roomId, `/members/${userId}`), { method: "PUT", body: { role }, token }),
+  // Kick, or leave with one's own ID.
+  removeMember: (token, roomId, userId) =>
+    request(room(roomId, `/members/${userId}`), { method: "DELETE", token }),
+  ban: (token, roomId, userId) =>
+    request(room(roomId, "/bans"), { method: "POST", body: { userId }, token }),
+  mute: (token, roomId, userId) =>
+    request(room(roomId, "/mutes"), { method: "POST", body: { userId }, token }),
+  // who: { userId } or { userName }; the same room from either side, made on first ask.
+  direct: (token, who) => request("/v1/api/chat/direct", { method: "POST", body: who, token }),
 };

@@ -1,7 +1,11 @@
 // The chat client: sign-in, rooms, one open room with history, live messages,
 // presence and reconnection. Uses only the public REST API and websocket.
+// members.js draws the open room's people, roomlist.js the list of rooms.
 
 import { api, loadSession, saveSession } from "./api.js";
+import { onSignIn } from "./auth.js";
+import { MemberPanel } from "./members.js";
+import { endingWords, renderRooms, roomKind, roomLabel } from "./roomlist.js";
 import { RoomSocket } from "./socket.js";
 import {
   $,
@@ -11,6 +15,7 @@ import {
   pendingItem,
   presenceItem,
   setList,
+  setStatus,
   systemItem,
 } from "./view.js";
 
@@ -21,7 +26,7 @@ let session = loadSession(); // { token, user }
 let rooms = [];
 let shownRooms = "";
 let roomPoll = null;
-let room = null; // the open room: { id, name, socket, ids, oldest, newest, hasMore, pending }
+let room = null; // the open room: { id, name, visibility, socket, ids, oldest, newest, ... }
 
 const list = $("messages");
 const scroller = $("scroller");
@@ -35,7 +40,6 @@ function showAuth(message = "") {
   $("auth-view").hidden = false;
   $("logout").hidden = $("me").hidden = true;
   $("auth-error").textContent = message;
-  setStatus("idle");
   $("auth-email").focus();
 }
 
@@ -48,7 +52,7 @@ function showChat() {
     const wanted = Number(/^#room-(\d+)$/.exec(location.hash)?.[1]);
     if (wanted) openRoom(wanted);
   });
-  roomPoll = setInterval(refreshRooms, ROOM_POLL_MS);
+  roomPoll = setInterval(() => refreshRooms().then(() => members.refresh()), ROOM_POLL_MS);
 }
 
 function logOut(message = "") {
@@ -69,30 +73,10 @@ async function authed(call, onError) {
   }
 }
 
-$("auth-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const signup = event.submitter?.value === "signup";
-  const name = $("auth-user-name").value.trim();
-  const email = $("auth-email").value.trim();
-  const password = $("auth-password").value;
-  const error = $("auth-error");
-  if (signup && !name) return void (error.textContent = "Choose a user name to sign up.");
-  if (!email || !password) return void (error.textContent = "Enter your email and password.");
-  const buttons = event.currentTarget.querySelectorAll("button");
-  buttons.forEach((b) => (b.disabled = true));
-  error.textContent = signup ? "Signing up…" : "Logging in…";
-  try {
-    const data = signup ? await api.signup(name, email, password) : await api.login(email, password);
-    session = { token: data.token, user: data.user };
-    saveSession(session);
-    $("auth-password").value = "";
-    error.textContent = "";
-    showChat();
-  } catch (failure) {
-    error.textContent = failure.message;
-  } finally {
-    buttons.forEach((b) => (b.disabled = false));
-  }
+onSignIn((signedIn) => {
+  session = signedIn;
+  saveSession(session);
+  showChat();
 });
 
 // Ends the session on the server too (its token stops working on every host);
@@ -111,21 +95,11 @@ async function refreshRooms() {
   if (!data) return;
   rooms = data.chatRooms;
   // Re-render only on a change, so a keyboard user's focus stays where it is.
-  const shape = JSON.stringify([room?.id, rooms.map((r) => [r.ID, r.name])]);
+  const shape = JSON.stringify([room?.id, rooms.map((r) => [r.ID, r.name, r.visibility])]);
   if (shape === shownRooms) return;
   shownRooms = shape;
-  setList(
-    $("rooms"),
-    rooms.map((r) => {
-      const button = el("button", "room-link", r.name);
-      button.type = "button";
-      if (room && room.id === r.ID) button.setAttribute("aria-current", "true");
-      button.addEventListener("click", () => openRoom(r.ID));
-      const item = el("li");
-      item.append(button);
-      return item;
-    }),
-  );
+  const myName = session.user.UserName;
+  renderRooms(rooms, { currentId: room?.id ?? null, myName, open: openRoom });
 }
 
 $("room-form").addEventListener("submit", async (event) => {
@@ -135,21 +109,55 @@ $("room-form").addEventListener("submit", async (event) => {
   const name = input.value;
   if (!name.trim()) return void (error.textContent = "Give the room a name.");
   error.textContent = "";
-  const data = await authed((t) => api.createRoom(t, name), (m) => (error.textContent = m));
+  const isPrivate = $("room-private").checked;
+  const data = await authed(
+    (t) => api.createRoom(t, name, isPrivate),
+    (m) => (error.textContent = m),
+  );
   if (!data) return;
   if (input.value === name) input.value = "";
+  $("room-private").checked = false;
   await refreshRooms();
   openRoom(data.chatRoom.ID);
 });
 
+// who: { userName } or { userId }. Opens the direct room, made on the first ask.
+async function openDirect(who, onError) {
+  const data = await authed((t) => api.direct(t, who), onError);
+  if (!data) return false;
+  await refreshRooms();
+  openRoom(data.chatRoom.ID);
+  return true;
+}
+
+$("direct-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = $("direct-name");
+  const error = $("direct-error");
+  const userName = input.value.trim();
+  if (!userName) return void (error.textContent = "Whom? Enter their user name.");
+  error.textContent = "";
+  if (await openDirect({ userName }, (m) => (error.textContent = m))) input.value = "";
+});
+
 // ---------------------------------------------------------------- the open room
+
+const members = new MemberPanel({
+  authed,
+  me: () => session.user,
+  openDirect: (who) => openDirect(who, (m) => members.note(m, true)),
+  left: (left) => endRoom(left, `You left “${left.name}”.`),
+});
 
 function closeRoom() {
   if (room) room.socket?.stop();
   room = null;
+  members.hide();
   list.replaceChildren();
   setList($("online"), []);
   $("room-title").textContent = "Pick a room";
+  $("room-kind").hidden = true;
+  setStatus("idle");
   $("load-older").hidden = true;
   $("room-status").textContent = "";
   setComposer(false);
@@ -164,12 +172,17 @@ async function openRoom(id) {
     history.replaceState(null, "", location.pathname);
     return;
   }
-  const current = { id, name: info.name, ids: new Set(), oldest: null, newest: null };
-  Object.assign(current, { hasMore: false, pending: new Map(), socket: null });
+  const name = roomLabel(info, session.user.UserName);
+  const current = { id, name, visibility: info.visibility, ids: new Set(), oldest: null };
+  Object.assign(current, { newest: null, hasMore: false, pending: new Map(), socket: null });
   room = current;
   history.replaceState(null, "", `#room-${id}`);
-  $("room-title").textContent = info.name;
+  $("notice").textContent = "";
+  $("room-title").textContent = name;
+  $("room-kind").textContent = roomKind(info);
+  $("room-kind").hidden = !roomKind(info);
   $("chat-view").classList.add("room-open");
+  members.show(current);
   refreshRooms();
   const page = await authed((t) => api.history(t, id, { limit: PAGE }), showRoomError);
   if (room !== current) return;
@@ -183,7 +196,7 @@ async function openRoom(id) {
     onFrame: (frame) => room === current && onFrame(frame),
     onOpen: () => room === current && onOpen(),
     onState: (state, delay) => room === current && setStatus(state, delay),
-    onFailure: () => probeRoom(current),
+    onFailure: (code, reason) => socketClosed(current, code, reason),
   });
   setComposer(true);
   $("message").focus();
@@ -193,7 +206,23 @@ function showRoomError(message) {
   $("room-status").textContent = message;
 }
 
-// The socket was refused or closed: is the token or the room gone?
+function socketClosed(current, code, reason) {
+  const words = endingWords(code, reason, current.name);
+  if (!words) return probeRoom(current);
+  endRoom(current, words);
+  return false;
+}
+
+function endRoom(current, words) {
+  if (room === current) {
+    closeRoom();
+    history.replaceState(null, "", location.pathname);
+  }
+  $("notice").textContent = words;
+  refreshRooms();
+}
+
+// Refused, or closed for another reason (or none): is the token or the room gone?
 async function probeRoom(current) {
   try {
     await api.history(session.token, current.id, { limit: 1 });
@@ -201,10 +230,9 @@ async function probeRoom(current) {
   } catch (error) {
     if (error.status === 401) logOut(error.message);
     else if (error.status === 404) {
-      showRoomError("This room has been deleted.");
-      setComposer(false);
-      refreshRooms();
-    } else return true; // the network or the server: keep trying
+      endRoom(current, `“${current.name}” is gone, or you are no longer a member.`);
+    } else if (error.status === 403) endRoom(current, error.message); // banned
+    else return true; // the network or the server: keep trying
     return false;
   }
 }
@@ -235,6 +263,7 @@ function onFrame({ Event: event, Body: body }) {
     if (body.user) placeAtEnd(presenceItem(event, body.user.UserName));
     if (nearEnd) scrollToEnd();
     refreshPresence();
+    members.refresh(); // someone new may have been invited
   } else if (event === "recovered") {
     if (body.count > 0) placeAtEnd(systemItem(`Caught up on ${body.count} missed messages.`));
     if (!body.complete) backfill(room, room.newest);
@@ -246,7 +275,8 @@ function onFrame({ Event: event, Body: body }) {
       markFailed(oldest[1].item, body.chatMessage);
       room.pending.delete(oldest[0]);
     }
-    showRoomError(body.chatMessage);
+    // A muted user reads on; the server's words say why nothing was sent.
+    showRoomError(body.code === "muted" ? `Muted: ${body.chatMessage}` : body.chatMessage);
   }
 }
 
@@ -320,6 +350,7 @@ async function refreshPresence() {
   const me = session.user.ID;
   const names = data.users.map((u) => (u.ID === me ? `${u.UserName} (you)` : u.UserName));
   setList($("online"), names.sort((a, b) => a.localeCompare(b)).map((n) => el("li", "", n)));
+  members.setOnline(data.users);
 }
 
 // ---------------------------------------------------------------- sending
@@ -355,23 +386,6 @@ $("message").addEventListener("keydown", (event) => {
 });
 
 $("back").addEventListener("click", () => $("chat-view").classList.remove("room-open"));
-
-// ---------------------------------------------------------------- status
-
-const STATUS = {
-  idle: "Not connected",
-  connecting: "Connecting…",
-  online: "Connected",
-  reconnecting: "Reconnecting…",
-  offline: "Offline: will reconnect when the network is back",
-};
-
-function setStatus(state, delay) {
-  const node = $("status");
-  node.dataset.state = state;
-  node.textContent =
-    state === "waiting" ? `Disconnected: retrying in ${Math.ceil(delay / 1000)} s` : STATUS[state];
-}
 
 function isNearEnd() {
   return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;

@@ -7,7 +7,8 @@ const MAX_DELAY_MS = 15000;
 
 export class RoomSocket {
   // handlers: lastId() -> number | null, onFrame(frame), onOpen(), onState(state, delayMs),
-  // onFailure() -> Promise<boolean> (false: stop trying, e.g. the room is gone)
+  // onFailure(code, reason) -> Promise<boolean> (false: stop trying, e.g. the room is gone;
+  // code and reason are the close frame's, or 0 and "" when refused before the upgrade)
   constructor(roomId, token, handlers) {
     this.roomId = roomId;
     this.token = token;
@@ -59,15 +60,15 @@ export class RoomSocket {
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      this.closed(event.code, opened);
+      this.closed(opened ? event.code : 0, opened ? event.reason : "", opened);
     };
   }
 
-  async closed(code, opened) {
+  async closed(code, reason, opened) {
     if (this.stopped) return;
     this.h.onState("reconnecting");
-    // Refused before the upgrade, or closed for a reason: ask the REST API why.
-    if ((!opened || code === 1008 || code === 1001) && !(await this.h.onFailure())) {
+    // Refused before the upgrade, or closed for a reason: the handler decides.
+    if ((!opened || code === 1008 || code === 1001) && !(await this.h.onFailure(code, reason))) {
       this.stop();
       return;
     }

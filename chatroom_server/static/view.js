@@ -67,3 +67,19 @@ export function presenceItem(event, name) {
 export function setList(list, items) {
   list.replaceChildren(...items);
 }
+
+const STATUS = {
+  idle: "Not connected",
+  connecting: "Connecting…",
+  online: "Connected",
+  reconnecting: "Reconnecting…",
+  offline: "Offline: will reconnect when the network is back",
+};
+
+// The connection line in the top bar; `delay` (ms) for "waiting".
+export function setStatus(state, delay) {
+  const node = $("status");
+  node.dataset.state = state;
+  node.textContent =
+    state === "waiting" ? `Disconnected: retrying in ${Math.ceil(delay / 1000)} s` : STATUS[state];
+}

@@ -2,39 +2,33 @@
 
 Without Chromium these tests skip with the reason; with CHATROOM_REQUIRE_SERVICES=1
 (CI) they fail instead. A failing test leaves screenshots of its pages in
-tmp/artifacts (or $CHATROOM_ARTIFACTS).
+tmp/artifacts (or $CHATROOM_ARTIFACTS). Shared parts: browser_support.py; rooms with
+members, direct messages and moderation: test_browser_members.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Dialog, Page, async_playwright, expect
+from playwright.async_api import expect
 
-from ..conftest import ROOT, ChatServer, auth, service_missing
+from ..conftest import ChatServer, auth
+from .browser_support import (
+    Browsing,
+    create_room,
+    message,
+    no_trouble,
+    open_room,
+    send,
+    sign_up,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ARTIFACTS = Path(os.environ.get("CHATROOM_ARTIFACTS", ROOT / "tmp" / "artifacts"))
 XSS = "<img src=x onerror=alert(1)>"
-
-expect.set_options(timeout=10_000)
 
 
 # The browser tests only need SQLite.
@@ -45,108 +39,6 @@ pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def server_settings() -> dict[str, Any]:
     # Quick pings drop dead peers soon; a high rate limit lets a test fill a room fast.
     return {"ping_interval": 2.0, "ws_rate": 1000.0, "ws_burst": 1000}
-
-
-@dataclass
-class Browsing:
-    """Browser contexts opened by one test, and everything that went wrong in them."""
-
-    browser: Browser
-    pages: list[Page] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    dialogs: list[str] = field(default_factory=list)
-
-    async def page(self, name: str) -> Page:
-        context = await self.browser.new_context(viewport={"width": 1280, "height": 800})
-        page = await context.new_page()
-        page.on("pageerror", lambda exc: self.errors.append(f"{name}: {exc}"))
-        page.on("dialog", lambda dialog: self._dialog(name, dialog))
-        self.pages.append(page)
-        return page
-
-    def _dialog(self, name: str, dialog: Dialog) -> Awaitable[None]:
-        self.dialogs.append(f"{name}: {dialog.type} {dialog.message}")
-        return dialog.dismiss()
-
-
-@pytest.fixture
-def chromium() -> str:
-    if not CHROMIUM.exists():
-        service_missing(f"Chromium at {CHROMIUM} (apt-get install chromium)")
-    return str(CHROMIUM)
-
-
-@pytest.fixture
-async def browsing(request: pytest.FixtureRequest, chromium: str) -> AsyncIterator[Browsing]:
-    failed_before = request.session.testsfailed
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(
-            executable_path=chromium, args=CHROMIUM_ARGS, headless=True
-        )
-        state = Browsing(browser)
-        try:
-            yield state
-        finally:
-            # The call phase is reported before teardown: a failure is counted by now.
-            if request.session.testsfailed > failed_before:
-                await _save_screenshots(request.node.name, state.pages)
-            await browser.close()
-
-
-def _artifact_path(test_name: str, index: int) -> str:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^\w.-]+", "_", test_name)
-    return str(ARTIFACTS / f"{safe}-page{index}.png")
-
-
-async def _save_screenshots(test_name: str, pages: list[Page]) -> None:
-    for index, page in enumerate(pages):
-        try:
-            await page.screenshot(path=_artifact_path(test_name, index), full_page=True)
-        except Exception as exc:  # a crashed page must not hide the real failure
-            print(f"no screenshot of page {index}: {exc}")
-
-
-def no_trouble(browsing: Browsing) -> None:
-    assert browsing.errors == [], "uncaught errors in the page"
-    assert browsing.dialogs == [], "a dialog opened: user text ran as code?"
-
-
-async def sign_up(page: Page, server: ChatServer, name: str) -> None:
-    await page.goto(server.base + "/")
-    await page.get_by_label("User name").fill(name)
-    await page.get_by_label("Email").fill(f"{name}@example.com")
-    await page.get_by_label("Password").fill("password1")
-    await page.get_by_role("button", name="Sign up").click()
-    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
-    await expect(page.get_by_text(f"Signed in as {name}")).to_be_visible()
-
-
-async def create_room(page: Page, name: str) -> None:
-    await page.get_by_label("Room name").fill(name)
-    await page.get_by_role("button", name="Create room").click()
-    await expect(page.locator("#room-title")).to_have_text(name)
-    await expect(page.locator("#status")).to_have_text("Connected")
-
-
-async def open_room(page: Page, name: str) -> None:
-    await page.get_by_role("button", name=name, exact=True).click()
-    await expect(page.locator("#room-title")).to_have_text(name)
-    await expect(page.locator("#status")).to_have_text("Connected")
-
-
-async def send(page: Page, text: str, *, button: bool = False) -> None:
-    box = page.get_by_label("Message")
-    await box.fill(text)
-    if button:
-        await page.get_by_role("button", name="Send").click()
-    else:
-        await box.press("Enter")
-    await expect(box).to_have_value("")
-
-
-def message(page: Page, text: str) -> Any:
-    return page.locator("#messages li.msg").filter(has=page.get_by_text(text, exact=True))
 
 
 async def test_page_is_served_with_a_strict_policy(server: ChatServer) -> None:
