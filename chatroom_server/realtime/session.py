@@ -93,45 +93,15 @@ class Session:
         if self.v2:
             await self._on_frame_v2(data)
             return
-        muted_until = self.conn.muted_until
-        if muted_until and time.time() < muted_until:
-            metrics.DROPPED_MUTED.inc()
-            self._error(protocol.MUTED, "You are muted in this room; the message was not sent.")
+        if not await self._admitted():
             return
-        if not self.bucket.take():
-            metrics.DROPPED_RATE_LIMITED.inc()
-            self._error(protocol.RATE_LIMITED, "Too many messages; this one was dropped.")
-            return
-        if self.user_allows is not None:
-            allowed = self.user_allows(self.conn.identity.user_id)
-            if not isinstance(allowed, bool):  # shared counters: one round trip
-                allowed = await allowed
-            if not allowed:
-                metrics.DROPPED_RATE_LIMITED.inc()
-                self._error(
-                    protocol.RATE_LIMITED,
-                    "Too many messages from this user across all connections;"
-                    " this one was dropped.",
-                )
-                return
         try:
             incoming = protocol.parse_client_frame(data, self.conn.room.id, self.max_chars)
         except InvalidMessage as exc:
             metrics.DROPPED_INVALID.inc()
             self._error(exc.code, exc.message)
             return
-        while len(self._in_flight) >= MAX_IN_FLIGHT:
-            await asyncio.wait({self._in_flight[0]})
-        try:
-            work = self.relay.post(
-                self.conn.room, self.conn.identity, incoming.text, incoming.client_message_id
-            )
-        except ChatError as exc:
-            self._failed(exc)
-            return
-        started = time.perf_counter()
-        self._in_flight.append(work)
-        work.add_done_callback(lambda done: self._posted(done, started))
+        await self._post(incoming)
 
     async def _on_frame_v2(self, data: str | bytes) -> None:
         try:
@@ -157,7 +127,8 @@ class Session:
             await self._guarded(work)
 
     async def _admitted(self, muted_too: bool = True) -> bool:
-        """The v1 path's checks, for a v2 frame that writes: muted, the rate limits."""
+        """Whether a frame that writes may go on: not muted (unless `muted_too` is
+        False), within this socket's rate and the user's; if not, an error frame."""
         muted_until = self.conn.muted_until
         if muted_too and muted_until and time.time() < muted_until:
             metrics.DROPPED_MUTED.inc()
@@ -169,7 +140,7 @@ class Session:
             return False
         if self.user_allows is not None:
             allowed = self.user_allows(self.conn.identity.user_id)
-            if not isinstance(allowed, bool):
+            if not isinstance(allowed, bool):  # shared counters: one round trip
                 allowed = await allowed
             if not allowed:
                 metrics.DROPPED_RATE_LIMITED.inc()

@@ -9,11 +9,9 @@ from sanic_ext import openapi
 from .. import protocol
 from ..domain import User
 from .context import authenticate, client_ip, ctx_of
-from .openapi import json_body, no_content, responses
+from .openapi import BEARER, json_body, no_content, responses
 
 bp = Blueprint("auth", url_prefix="/v1/api/auth")
-
-BEARER: dict[str, list[str]] = {"bearer": []}
 
 
 async def _signed_in(request: Request, user: User) -> HTTPResponse:

@@ -78,6 +78,12 @@ async def authenticate(request: Request, token: str | None = None) -> Identity:
     return identity
 
 
+async def require_token(request: Request) -> None:
+    """Request middleware of the blueprints whose every route needs a token."""
+    if request.method != "OPTIONS":
+        request.ctx.identity = await authenticate(request)
+
+
 def client_ip(request: Request) -> str:
     """The TCP peer, or the address trusted proxies forwarded (CHATROOM_PROXIES_COUNT)."""
     return request.remote_addr or request.ip

@@ -13,24 +13,14 @@ from sanic_ext import openapi
 
 from .. import protocol
 from ..services.members import UserRef
-from .context import authenticate, ctx_of
-from .openapi import json_body, json_content, no_content, responses
-from .rooms import BEARER, ROOM_ID
+from .context import ctx_of, require_token
+from .openapi import BEARER, json_body, json_content, no_content, path_id, responses
+from .rooms import ROOM_ID
 
 bp = Blueprint("members", url_prefix="/v1/api/chat")
+bp.on_request(require_token)
 
-USER_ID = openapi.definitions.Parameter(
-    "user_id",
-    openapi.Long(minimum=1, maximum=protocol.MAX_ID),  # type: ignore[no-untyped-call]
-    "path",
-    required=True,
-)
-
-
-@bp.on_request
-async def require_token(request: Request) -> None:
-    if request.method != "OPTIONS":
-        request.ctx.identity = await authenticate(request)
+USER_ID = path_id("user_id")
 
 
 def _ref(body: protocol.UserRefRequest) -> UserRef:

@@ -14,24 +14,13 @@ from sanic_ext import openapi
 
 from .. import protocol
 from ..db.store import message_gone
-from .context import authenticate, ctx_of
-from .openapi import json_body, no_content, responses
+from .context import ctx_of, require_token
+from .openapi import BEARER, json_body, no_content, path_id, responses
 
 bp = Blueprint("messages", url_prefix="/v1/api/chat/messages")
+bp.on_request(require_token)
 
-BEARER: dict[str, list[str]] = {"bearer": []}
-MESSAGE_ID = openapi.definitions.Parameter(
-    "message_id",
-    openapi.Long(minimum=1, maximum=protocol.MAX_ID),  # type: ignore[no-untyped-call]
-    "path",
-    required=True,
-)
-
-
-@bp.on_request
-async def require_token(request: Request) -> None:
-    if request.method != "OPTIONS":
-        request.ctx.identity = await authenticate(request)
+MESSAGE_ID = path_id("message_id")
 
 
 def _checked(message_id: int) -> int:

@@ -16,6 +16,18 @@ from . import static
 
 JSON = "application/json"
 
+# The security scheme of every route that needs a token.
+BEARER: dict[str, list[str]] = {"bearer": []}
+
+
+def id_schema(low: int, high: int) -> Any:
+    return openapi.Long(minimum=low, maximum=high)  # type: ignore[no-untyped-call]
+
+
+def path_id(name: str) -> Any:
+    """A path parameter that is an ID (1 to protocol.MAX_ID)."""
+    return openapi.definitions.Parameter(name, id_schema(1, protocol.MAX_ID), "path", required=True)
+
 
 def json_content(model: type[BaseModel]) -> dict[str, Any]:
     """A JSON media type whose schema is `model`, registered as a component."""

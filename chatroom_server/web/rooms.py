@@ -12,30 +12,17 @@ from .. import protocol
 from ..domain import Room
 from ..services import messages as message_service
 from ..services import rooms as room_service
-from .context import authenticate, ctx_of
-from .openapi import json_body, responses
+from .context import ctx_of, require_token
+from .openapi import BEARER, id_schema, json_body, path_id, responses
 
 bp = Blueprint("rooms", url_prefix="/v1/api/chat")
+bp.on_request(require_token)
 
-# In the OpenAPI document: the security scheme of every route here.
-BEARER: dict[str, list[str]] = {"bearer": []}
-
-
-def _id(low: int, high: int) -> Any:
-    return openapi.Long(minimum=low, maximum=high)  # type: ignore[no-untyped-call]
-
-
-ROOM_ID = openapi.definitions.Parameter("room_id", _id(1, protocol.MAX_ID), "path", required=True)
+ROOM_ID = path_id("room_id")
 
 
 def _query_id(name: str, low: int, high: int, description: str) -> Any:
-    return openapi.definitions.Parameter(name, _id(low, high), "query", description)
-
-
-@bp.on_request
-async def require_token(request: Request) -> None:
-    if request.method != "OPTIONS":
-        request.ctx.identity = await authenticate(request)
+    return openapi.definitions.Parameter(name, id_schema(low, high), "query", description)
 
 
 @bp.post("/create")
