@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from sanic import Sanic
 from sanic_ext import openapi
 
-from .. import protocol
+from .. import __version__, protocol
 from . import static
 
 JSON = "application/json"
@@ -60,6 +60,31 @@ def no_content(*errors: int, description: str = "Done.") -> list[Any]:
     return documented
 
 
+# The websocket is not a REST route, so the document says in words what a client
+# needs to know of it (SPEC 5 and 12; the README has the whole of it).
+WEBSOCKET = """\
+REST API of chatroom-server. Every route but signup and login needs
+`Authorization: Bearer <token>`.
+
+## The websocket
+
+`GET /v1/ws` (or `/ws`) upgrades to a websocket: query `room_id`, `jwt` (or the
+Bearer header), optional `since` and `v`. Frames are JSON: `{"chatMessage": "..."}`
+in, `{"Type": 1, "Event": ..., "Body": {...}}` out (`message`, `join`, `leave`,
+`recovered`, `error`).
+
+With `v=2` a client also sends `{"type": "edit", "id", "chatMessage"}`,
+`{"type": "delete", "id"}`, `{"type": "typing"}` and `{"type": "read", "lastReadId"}`,
+and receives `edit`, `delete`, `typing` and `read` events.
+
+**Recovery cursor.** Edits and deletes take their place in a room's order with an ID
+of their own from the messages' ID sequence, given as `eventId` in `edit` and
+`delete` events. A v2 client reconnects with `since=` the largest `ID` or `eventId`
+it saw and is sent every message, edit and delete after it, in order, with no gap
+or duplicate; a v1 client's `since` is the last message `ID`.
+"""
+
+
 def setup_openapi(app: Sanic[Any, Any]) -> None:
     """The bearer scheme, and the routes the REST document does not cover."""
     openapi.exclude()(static.index)
@@ -68,6 +93,7 @@ def setup_openapi(app: Sanic[Any, Any]) -> None:
     # Before sanic-ext builds the document: its own listener comes last.
     @app.before_server_start
     async def document(app: Any) -> None:
+        app.ext.openapi.describe("chatroom-server", version=__version__, description=WEBSOCKET)
         app.ext.openapi.add_security_scheme(
             "bearer",
             "http",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import chatroom_server
 from chatroom_server import protocol
 
 from ..conftest import ChatServer, auth
@@ -305,3 +306,16 @@ async def test_schemathesis(server: ChatServer, label: str) -> None:
     # Something to find: room 1, so that some generated requests can answer 200.
     await server.create_room(token, "fuzz")
     await asyncio.to_thread(run_schemathesis, doc, server.base, token, label)
+
+
+async def test_the_document_describes_the_websocket_and_its_recovery_cursor(
+    server: ChatServer,
+) -> None:
+    """The websocket is no REST route: the document's description says how v2 clients
+    resume (SPEC 12: the cursor is documented in README and the OpenAPI document)."""
+    doc = (await server.http.get("/docs/openapi.json")).json()
+    assert doc["info"]["title"] == "chatroom-server"
+    assert doc["info"]["version"] == chatroom_server.__version__
+    text = doc["info"]["description"]
+    for needed in ("v=2", "eventId", "since", "edit", "delete", "typing", "read"):
+        assert needed in text, needed
