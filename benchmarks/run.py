@@ -17,6 +17,10 @@ end) and fanout.png into --out.
     .venv/bin/python benchmarks/run.py                 # everything, 10 s windows
     .venv/bin/python benchmarks/run.py --quick         # smoke run
     .venv/bin/python benchmarks/run.py --only throughput,idle --targets chatroom
+    .venv/bin/python benchmarks/run.py --postgres postgres://postgres@127.0.0.1/postgres
+
+With `--postgres ADMIN_DSN` the chatroom server stores on PostgreSQL instead of
+SQLite: each scenario gets a database of its own, created there and dropped after.
 """
 
 from __future__ import annotations
@@ -220,7 +224,36 @@ class Server:
         return self.proc.returncode
 
 
-def spawn_server(target: str, workdir: Path) -> Server:
+# Set by --postgres: where the chatroom server's databases are created (an admin DSN).
+POSTGRES_ADMIN: str | None = None
+
+
+def pg_admin(sql: str) -> None:
+    assert POSTGRES_ADMIN is not None
+    subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", POSTGRES_ADMIN, "-c", sql],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+@contextlib.contextmanager
+def chatroom_database(workdir: Path) -> Iterator[str]:
+    """The chatroom server's database URL for one scenario: a SQLite file in its work
+    directory, or (with --postgres) a PostgreSQL database of its own, dropped after."""
+    if POSTGRES_ADMIN is None:
+        yield f"sqlite://{workdir / 'bench.sqlite3'}"
+        return
+    name = f"chatroom_bench_{os.getpid()}_{workdir.name.replace('-', '_')}"
+    pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{POSTGRES_ADMIN.rsplit('/', 1)[0]}/{name}"
+    finally:
+        pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def spawn_server(target: str, workdir: Path, database_url: str = "") -> Server:
     port = free_port()
     log_path = workdir / "server.log"
     env = dict(os.environ)
@@ -229,7 +262,7 @@ def spawn_server(target: str, workdir: Path) -> Server:
     else:
         command = [
             str(VENV_BIN / "chatroom-server"), "serve", "--host", "127.0.0.1",
-            "--port", str(port), "--database-url", f"sqlite://{workdir / 'bench.sqlite3'}",
+            "--port", str(port), "--database-url", database_url,
         ]  # fmt: skip
         env.update(
             CHATROOM_BCRYPT_ROUNDS="4",
@@ -287,7 +320,14 @@ def setup_chatroom(server: Server, rooms: int) -> None:
 @contextlib.contextmanager
 def running_server(target: str, workdir: Path, rooms: int) -> Iterator[Server]:
     workdir.mkdir(parents=True, exist_ok=True)
-    server = spawn_server(target, workdir)
+    with chatroom_database(workdir) as database_url:
+        with _running_server(target, workdir, rooms, database_url) as server:
+            yield server
+
+
+@contextlib.contextmanager
+def _running_server(target: str, workdir: Path, rooms: int, database_url: str) -> Iterator[Server]:
+    server = spawn_server(target, workdir, database_url)
     try:
         server.wait_ready()
         if target == "chatroom":
@@ -656,6 +696,7 @@ def machine_info() -> dict[str, Any]:
         "websockets": package_version("websockets"),
         "sanic": package_version("sanic"),
         "chatroom_server": package_version("chatroom-server"),
+        "chatroom_database": "postgresql" if POSTGRES_ADMIN else "sqlite",
         "loadavg_at_start": Path("/proc/loadavg").read_text().split()[:3],
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
@@ -779,7 +820,8 @@ def markdown(results: dict[str, Any], machine: dict[str, Any], args: argparse.Na
         f"Measured window {results['options']['duration']} s after a "
         f"{results['options']['warmup']} s warm-up; server on CPU {SERVER_CPU}, "
         f"load generator on CPU {LOADGEN_CPU}. baseline = benchmarks/baselines/"
-        "websockets_broadcast.py; chatroom = `chatroom-server serve` (SQLite).",
+        "websockets_broadcast.py; chatroom = `chatroom-server serve` "
+        f"({'PostgreSQL' if machine.get('chatroom_database') == 'postgresql' else 'SQLite'}).",
         f"Load generator: {FANOUT_SRC.name} (C, built with {machine.get('cc')}) for "
         f"throughput, latency and growth; {LOADGEN.name} for rooms and idle.",
         *(
@@ -882,6 +924,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=120.0,
         help="before each run, wait up to this many seconds for an idle machine (0: never)",
     )
+    parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_DSN",
+        help="store on PostgreSQL: a database of its own per scenario, created there",
+    )
     args = parser.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
     args.targets = [t.strip() for t in args.targets.split(",") if t.strip()]
@@ -911,7 +958,9 @@ def preflight(scenarios: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global POSTGRES_ADMIN
     args = parse_args(argv)
+    POSTGRES_ADMIN = args.postgres
     preflight(args.only)
     nofile = raise_nofile()
     if args.quick:
