@@ -4,20 +4,11 @@
 
 import { api, loadSession, saveSession } from "./api.js";
 import { onSignIn } from "./auth.js";
+import { Composer } from "./composer.js";
 import { MemberPanel } from "./members.js";
 import { endingWords, renderRooms, roomKind, roomLabel } from "./roomlist.js";
 import { RoomSocket } from "./socket.js";
-import {
-  $,
-  el,
-  markFailed,
-  messageItem,
-  pendingItem,
-  presenceItem,
-  setList,
-  setStatus,
-  systemItem,
-} from "./view.js";
+import { $, el, messageItem, presenceItem, setList, setStatus, systemItem } from "./view.js";
 
 const PAGE = 50;
 const ROOM_POLL_MS = 5000;
@@ -30,6 +21,12 @@ let room = null; // the open room: { id, name, visibility, socket, ids, oldest, 
 
 const list = $("messages");
 const scroller = $("scroller");
+const composer = new Composer({
+  room: () => room,
+  me: () => session.user,
+  append: (item) => list.append(item),
+  scrollToEnd,
+});
 
 // ---------------------------------------------------------------- session
 
@@ -160,7 +157,7 @@ function closeRoom() {
   setStatus("idle");
   $("load-older").hidden = true;
   $("room-status").textContent = "";
-  setComposer(false);
+  composer.enable(false);
   $("chat-view").classList.remove("room-open");
 }
 
@@ -198,7 +195,7 @@ async function openRoom(id) {
     onState: (state, delay) => room === current && setStatus(state, delay),
     onFailure: (code, reason) => socketClosed(current, code, reason),
   });
-  setComposer(true);
+  composer.enable(true);
   $("message").focus();
 }
 
@@ -240,20 +237,13 @@ async function probeRoom(current) {
 function onOpen() {
   $("room-status").textContent = "";
   refreshPresence();
-  // Messages typed while disconnected go out now; the server ignores repeats.
-  for (const [clientMessageId, entry] of room.pending) {
-    room.socket.send({ chatRoomId: room.id, chatMessage: entry.text, clientMessageId });
-  }
+  composer.resend(room);
 }
 
 function onFrame({ Event: event, Body: body }) {
   if (event === "message") {
     const nearEnd = isNearEnd();
-    const own = room.pending.get(body.clientMessageId);
-    if (own) {
-      own.item.remove();
-      room.pending.delete(body.clientMessageId);
-    }
+    const own = composer.confirmed(room, body);
     addMessage(body);
     if (nearEnd || own) scrollToEnd();
   } else if (event === "join" || event === "leave") {
@@ -269,12 +259,7 @@ function onFrame({ Event: event, Body: body }) {
     if (!body.complete) backfill(room, room.newest);
     scrollToEnd();
   } else if (event === "error") {
-    // Frames are handled in order: an error answers our oldest unconfirmed message.
-    const [oldest] = room.pending;
-    if (oldest) {
-      markFailed(oldest[1].item, body.chatMessage);
-      room.pending.delete(oldest[0]);
-    }
+    composer.failed(room, body.chatMessage);
     // A muted user reads on; the server's words say why nothing was sent.
     showRoomError(body.code === "muted" ? `Muted: ${body.chatMessage}` : body.chatMessage);
   }
@@ -353,37 +338,7 @@ async function refreshPresence() {
   members.setOnline(data.users);
 }
 
-// ---------------------------------------------------------------- sending
-
-function setComposer(enabled) {
-  $("message").disabled = !enabled;
-  $("send-form").querySelector("button").disabled = !enabled;
-}
-
-function newClientId() {
-  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
-}
-
-$("send-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const input = $("message");
-  const text = input.value;
-  if (!room || !text.trim()) return;
-  const clientMessageId = newClientId();
-  const item = pendingItem(text, session.user.UserName);
-  list.append(item);
-  room.pending.set(clientMessageId, { text, item });
-  room.socket?.send({ chatRoomId: room.id, chatMessage: text, clientMessageId });
-  input.value = "";
-  scrollToEnd();
-});
-
-$("message").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    $("send-form").requestSubmit();
-  }
-});
+// ---------------------------------------------------------------- the page
 
 $("back").addEventListener("click", () => $("chat-view").classList.remove("room-open"));
 
