@@ -1,10 +1,12 @@
 // The chat client: sign-in, rooms, one open room with history, live messages,
-// presence and reconnection. Uses only the public REST API and websocket.
-// members.js draws the open room's people, roomlist.js the list of rooms.
+// presence and reconnection. Uses only the public REST API and websocket (v2).
+// members.js draws the open room's people, roomlist.js the list of rooms,
+// edits.js edits and deletes messages.
 
 import { api, loadSession, saveSession } from "./api.js";
 import { onSignIn } from "./auth.js";
 import { Composer } from "./composer.js";
+import { MessageEdits } from "./edits.js";
 import { MemberPanel } from "./members.js";
 import { endingWords, renderRooms, roomKind, roomLabel } from "./roomlist.js";
 import { RoomSocket } from "./socket.js";
@@ -26,6 +28,12 @@ const composer = new Composer({
   me: () => session.user,
   append: (item) => list.append(item),
   scrollToEnd,
+});
+const edits = new MessageEdits(list, {
+  authed,
+  me: () => session.user,
+  role: () => room?.role ?? null,
+  error: showRoomError,
 });
 
 // ---------------------------------------------------------------- session
@@ -91,6 +99,12 @@ async function refreshRooms() {
   const data = await authed((t) => api.rooms(t), (m) => ($("room-error").textContent = m));
   if (!data) return;
   rooms = data.chatRooms;
+  // Promoted or demoted in the open room: its messages' actions follow.
+  const info = room && rooms.find((r) => r.ID === room.id);
+  if (info && info.role !== room.role) {
+    room.role = info.role;
+    edits.refresh();
+  }
   // Re-render only on a change, so a keyboard user's focus stays where it is.
   const shape = JSON.stringify([room?.id, rooms.map((r) => [r.ID, r.name, r.visibility])]);
   if (shape === shownRooms) return;
@@ -172,6 +186,9 @@ async function openRoom(id) {
   const name = roomLabel(info, session.user.UserName);
   const current = { id, name, visibility: info.visibility, ids: new Set(), oldest: null };
   Object.assign(current, { newest: null, hasMore: false, pending: new Map(), socket: null });
+  // role: the caller's, for the messages' actions; lastEvent: the newest edit or
+  // delete seen (its eventId), for the cursor.
+  Object.assign(current, { role: info.role, lastEvent: null });
   room = current;
   history.replaceState(null, "", `#room-${id}`);
   $("notice").textContent = "";
@@ -189,7 +206,7 @@ async function openRoom(id) {
   }
   scrollToEnd();
   current.socket = new RoomSocket(id, session.token, {
-    lastId: () => current.newest ?? 0,
+    cursor: () => Math.max(current.newest ?? 0, current.lastEvent ?? 0),
     onFrame: (frame) => room === current && onFrame(frame),
     onOpen: () => room === current && onOpen(),
     onState: (state, delay) => room === current && setStatus(state, delay),
@@ -246,6 +263,10 @@ function onFrame({ Event: event, Body: body }) {
     const own = composer.confirmed(room, body);
     addMessage(body);
     if (nearEnd || own) scrollToEnd();
+  } else if (event === "edit" || event === "delete") {
+    room.lastEvent = Math.max(room.lastEvent ?? 0, body.eventId ?? 0);
+    if (event === "edit") edits.applyEdit(body);
+    else edits.applyDelete(body.ID);
   } else if (event === "join" || event === "leave") {
     const nearEnd = isNearEnd();
     // body.chatMessage ("alice joined") is for seed-era clients: ours draws the line
@@ -255,7 +276,8 @@ function onFrame({ Event: event, Body: body }) {
     refreshPresence();
     members.refresh(); // someone new may have been invited
   } else if (event === "recovered") {
-    if (body.count > 0) placeAtEnd(systemItem(`Caught up on ${body.count} missed messages.`));
+    // v2 counts the edits and deletes replayed too.
+    if (body.count > 0) placeAtEnd(systemItem(`Caught up on ${body.count} missed updates.`));
     if (!body.complete) backfill(room, room.newest);
     scrollToEnd();
   } else if (event === "error") {
@@ -281,6 +303,7 @@ function addMessage(msg) {
   if (room.ids.has(msg.ID)) return;
   room.ids.add(msg.ID);
   const item = messageItem(msg, msg.chatUserId === session.user.ID);
+  edits.decorate(item);
   if (room.newest === null || msg.ID > room.newest) {
     placeAtEnd(item);
   } else {

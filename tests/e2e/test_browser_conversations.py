@@ -1,0 +1,200 @@
+"""The web client's conversations (SPEC 12, protocol v2) in a real headless Chromium:
+editing and deleting messages (one's own, and others' as a room's owner or
+moderator).
+
+Fixtures and helpers: browser_support.py. Every wait is Playwright's `expect`; the
+room list is polled every 5 s by the page, within `expect`'s 10 s.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.async_api import Locator, Page, expect
+
+from ..conftest import ChatServer, auth
+from .browser_support import (
+    Browsing,
+    create_room,
+    message,
+    no_trouble,
+    open_room,
+    room_id,
+    room_sockets,
+    send,
+    sign_up,
+    token_of,
+)
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+@pytest.fixture
+def server_settings() -> dict[str, Any]:
+    return {"ping_interval": 2.0, "ws_rate": 1000.0, "ws_burst": 1000}
+
+
+def action(page: Page, text: str, verb: str) -> Locator:
+    """A message's own action button (Edit, Delete, Yes, delete, Cancel)."""
+    return message(page, text).get_by_role("button", name=verb, exact=True)
+
+
+async def history(server: ChatServer, token: str, room: int) -> list[dict[str, Any]]:
+    res = await server.http.get(f"/v1/api/chat/rooms/{room}/messages", headers=auth(token))
+    assert res.status_code == 200, res.text
+    return res.json()["messages"]  # type: ignore[no-any-return]
+
+
+async def test_edit_own_message(server: ChatServer, browsing: Browsing) -> None:
+    alice = await browsing.page("alice")
+    bob = await browsing.page("bob")
+    await sign_up(alice, server, "alice")
+    await create_room(alice, "lobby")
+    await sign_up(bob, server, "bob")
+    await open_room(bob, "lobby")
+    await send(alice, "frist")
+    await send(alice, "keep me")
+    await expect(message(bob, "keep me")).to_be_visible()
+
+    # Escape cancels: nothing changes, anywhere.
+    await action(alice, "frist", "Edit").click()
+    box = alice.get_by_label("Edit message")
+    await expect(box).to_be_focused()
+    await expect(box).to_have_value("frist")
+    await box.fill("never mind")
+    await box.press("Escape")
+    await expect(box).to_have_count(0)
+    await expect(message(alice, "frist").locator(".edited")).to_have_count(0)
+    await expect(action(alice, "frist", "Edit")).to_be_focused()
+
+    # Enter saves: both pages show the new text, marked "(edited)".
+    await action(alice, "frist", "Edit").click()
+    await box.fill("first")
+    await box.press("Enter")
+    await expect(box).to_have_count(0)
+    for page in (alice, bob):
+        await expect(message(page, "first").locator(".edited")).to_have_text("(edited)")
+        await expect(message(page, "frist")).to_have_count(0)
+    await expect(bob.locator("#messages li.msg .text")).to_have_text(["first", "keep me"])
+
+    # Missed while offline: replayed on reconnect, from the cursor past the edit
+    # (its eventId is larger than every message ID).
+    sockets = room_sockets(bob)
+    await bob.context.set_offline(True)
+    await expect(bob.locator("#status")).to_contain_text("Offline")
+    await action(alice, "keep me", "Edit").click()
+    await box.fill("kept")
+    await box.press("Enter")
+    await expect(message(alice, "kept").locator(".edited")).to_have_text("(edited)")
+    await bob.context.set_offline(False)
+    await expect(message(bob, "kept").locator(".edited")).to_have_text("(edited)")
+    await expect(bob.locator("#messages li.msg .text")).to_have_text(["first", "kept"])
+    lobby = await room_id(bob)
+    newest_message = max(m["ID"] for m in await history(server, await token_of(bob), lobby))
+    (url,) = sockets
+    query = parse_qs(urlsplit(url).query)
+    assert query["v"] == ["2"]
+    assert int(query["since"][0]) > newest_message, "the cursor counts the edit's eventId"
+
+    # History shows the current text, marked edited, after a reload.
+    await bob.reload()
+    await expect(bob.locator("#messages li.msg .text")).to_have_text(["first", "kept"])
+    await expect(bob.locator("#messages li.msg .edited")).to_have_count(2)
+    no_trouble(browsing)
+
+
+async def test_delete_own_message(server: ChatServer, browsing: Browsing) -> None:
+    alice = await browsing.page("alice")
+    bob = await browsing.page("bob")
+    await sign_up(alice, server, "alice")
+    await create_room(alice, "lobby")
+    await sign_up(bob, server, "bob")
+    await open_room(bob, "lobby")
+    await send(alice, "oops")
+    await send(alice, "stays")
+    await expect(message(bob, "stays")).to_be_visible()
+
+    # It asks first, in place (no page dialog): Cancel keeps the message.
+    await action(alice, "oops", "Delete").click()
+    await expect(message(alice, "oops").get_by_role("group")).to_have_text(
+        re.compile("Delete for everyone?")
+    )
+    await action(alice, "oops", "Cancel").click()
+    await expect(action(alice, "oops", "Yes, delete")).to_have_count(0)
+    await expect(action(alice, "oops", "Delete")).to_be_focused()
+
+    await action(alice, "oops", "Delete").click()
+    await action(alice, "oops", "Yes, delete").click()
+    for page in (alice, bob):
+        await expect(message(page, "oops")).to_have_count(0)
+        await expect(page.locator("#messages li.msg .text")).to_have_text(["stays"])
+    await bob.reload()
+    await expect(bob.locator("#messages li.msg .text")).to_have_text(["stays"])
+    no_trouble(browsing)
+
+
+async def test_owner_deletes_a_members_message(server: ChatServer, browsing: Browsing) -> None:
+    alice = await browsing.page("alice")
+    bob = await browsing.page("bob")
+    await sign_up(alice, server, "alice")
+    await create_room(alice, "lobby")
+    await sign_up(bob, server, "bob")
+    await open_room(bob, "lobby")
+    await send(alice, "welcome")
+    await send(bob, "spam")
+    await expect(message(alice, "spam")).to_be_visible()
+
+    # Bob, no staff here: his own message has both actions, alice's none.
+    await expect(action(bob, "spam", "Edit")).to_have_count(1)
+    await expect(action(bob, "spam", "Delete")).to_have_count(1)
+    await expect(message(bob, "welcome").locator(".msg-actions button")).to_have_count(0)
+    # Alice owns the room: she may delete bob's message, not edit it.
+    await expect(action(alice, "spam", "Edit")).to_have_count(0)
+    await action(alice, "spam", "Delete").click()
+    await action(alice, "spam", "Yes, delete").click()
+    for page in (alice, bob):
+        await expect(message(page, "spam")).to_have_count(0)
+    await expect(message(bob, "welcome")).to_be_visible()
+    no_trouble(browsing)
+
+
+async def test_a_moderators_actions_follow_the_role(server: ChatServer, browsing: Browsing) -> None:
+    alice = await browsing.page("alice")
+    bob = await browsing.page("bob")
+    await sign_up(alice, server, "alice")
+    await sign_up(bob, server, "bob")
+    _, carol_token = await server.signup("carol")
+    await create_room(alice, "staff", private=True)
+    staff = await room_id(alice)
+    alice_auth = auth(await token_of(alice))
+    members = f"/v1/api/chat/rooms/{staff}/members"
+    for name in ("bob", "carol"):
+        res = await server.http.post(members, json={"userName": name}, headers=alice_auth)
+        assert res.status_code == 201, res.text
+    await expect(alice.get_by_role("button", name="staff (private)")).to_be_visible()
+    await open_room(bob, "staff", private=True)
+    async with server.connect(staff, carol_token) as ws:
+        await ws.send(json.dumps({"chatRoomId": staff, "chatMessage": "carol's note"}))
+        await expect(message(bob, "carol's note")).to_be_visible()
+
+    # A member: nothing on carol's message.
+    await expect(message(bob, "carol's note").locator(".msg-actions button")).to_have_count(0)
+    # Made a moderator, bob may delete it (at the page's next room-list poll).
+    listed = (await server.http.get(members, headers=alice_auth)).json()["members"]
+    bob_id = next(m["user"]["ID"] for m in listed if m["user"]["UserName"] == "bob")
+    res = await server.http.put(
+        f"{members}/{bob_id}", json={"role": "moderator"}, headers=alice_auth
+    )
+    assert res.status_code == 200, res.text
+    await expect(action(bob, "carol's note", "Delete")).to_be_visible()
+    await expect(action(bob, "carol's note", "Edit")).to_have_count(0)
+    await action(bob, "carol's note", "Delete").click()
+    await action(bob, "carol's note", "Yes, delete").click()
+    await expect(message(alice, "carol's note")).to_have_count(0)
+    await expect(message(bob, "carol's note")).to_have_count(0)
+    assert await history(server, carol_token, staff) == []
+    no_trouble(browsing)
