@@ -1,7 +1,7 @@
 // The chat client: sign-in, rooms, one open room with history, live messages,
 // presence and reconnection. Uses only the public REST API and websocket (v2).
-// members.js draws the open room's people, roomlist.js the list of rooms,
-// edits.js edits and deletes messages.
+// members.js draws the open room's people, roomlist.js the list of rooms;
+// edits.js edits and deletes messages, typing.js says who types.
 
 import { api, loadSession, saveSession } from "./api.js";
 import { onSignIn } from "./auth.js";
@@ -10,6 +10,7 @@ import { MessageEdits } from "./edits.js";
 import { MemberPanel } from "./members.js";
 import { endingWords, renderRooms, roomKind, roomLabel } from "./roomlist.js";
 import { RoomSocket } from "./socket.js";
+import { TypingLine } from "./typing.js";
 import { $, el, messageItem, presenceItem, setList, setStatus, systemItem } from "./view.js";
 
 const PAGE = 50;
@@ -23,6 +24,7 @@ let room = null; // the open room: { id, name, visibility, socket, ids, oldest, 
 
 const list = $("messages");
 const scroller = $("scroller");
+const typing = new TypingLine($("typing"));
 const composer = new Composer({
   room: () => room,
   me: () => session.user,
@@ -163,6 +165,7 @@ const members = new MemberPanel({
 function closeRoom() {
   if (room) room.socket?.stop();
   room = null;
+  typing.clear();
   members.hide();
   list.replaceChildren();
   setList($("online"), []);
@@ -262,16 +265,20 @@ function onFrame({ Event: event, Body: body }) {
     const nearEnd = isNearEnd();
     const own = composer.confirmed(room, body);
     addMessage(body);
+    typing.stopped(body.chatUserId);
     if (nearEnd || own) scrollToEnd();
   } else if (event === "edit" || event === "delete") {
     room.lastEvent = Math.max(room.lastEvent ?? 0, body.eventId ?? 0);
     if (event === "edit") edits.applyEdit(body);
     else edits.applyDelete(body.ID);
+  } else if (event === "typing") {
+    if (body.user.ID !== session.user.ID) typing.heard(body.user);
   } else if (event === "join" || event === "leave") {
     const nearEnd = isNearEnd();
     // body.chatMessage ("alice joined") is for seed-era clients: ours draws the line
     // from the user's name alone.
     if (body.user) placeAtEnd(presenceItem(event, body.user.UserName));
+    if (body.user && event === "leave") typing.stopped(body.user.ID);
     if (nearEnd) scrollToEnd();
     refreshPresence();
     members.refresh(); // someone new may have been invited

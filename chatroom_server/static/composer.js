@@ -1,10 +1,11 @@
 // The composer and the messages on their way. Enter (or Send) shows a message at
 // once as "sending…" and sends it with a clientMessageId; the server's echo takes
 // its place, an error frame marks the oldest one not sent, and after a reconnect
-// whatever still waits goes out again (the server ignores repeats). The pending
-// messages are the open room's (`room.pending`: clientMessageId -> { text, item }),
-// in the order they were sent.
+// whatever still waits goes out again (the server ignores repeats). Typing in the
+// box sends `typing` frames (typing.js). The pending messages are the open room's
+// (`room.pending`: clientMessageId -> { text, item }), in the order they were sent.
 
+import { TypingSignal } from "./typing.js";
 import { $, markFailed, pendingItem } from "./view.js";
 
 function newClientId() {
@@ -16,6 +17,7 @@ export class Composer {
   // scrollToEnd().
   constructor(hooks) {
     this.h = hooks;
+    this.typing = new TypingSignal((frame) => this.h.room()?.socket?.send(frame) ?? false);
     const input = $("message");
     $("send-form").addEventListener("submit", (event) => this.submit(event));
     input.addEventListener("keydown", (event) => {
@@ -24,6 +26,7 @@ export class Composer {
         $("send-form").requestSubmit();
       }
     });
+    input.addEventListener("input", () => this.h.room() && input.value.trim() && this.typing.typed());
   }
 
   enable(enabled) {
@@ -42,6 +45,7 @@ export class Composer {
     this.h.append(item);
     room.pending.set(clientMessageId, { text, item });
     room.socket?.send({ chatRoomId: room.id, chatMessage: text, clientMessageId });
+    this.typing.reset();
     input.value = "";
     this.h.scrollToEnd();
   }

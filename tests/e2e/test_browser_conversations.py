@@ -1,9 +1,11 @@
 """The web client's conversations (SPEC 12, protocol v2) in a real headless Chromium:
 editing and deleting messages (one's own, and others' as a room's owner or
-moderator).
+moderator) and "alice is typing…".
 
 Fixtures and helpers: browser_support.py. Every wait is Playwright's `expect`; the
-room list is polled every 5 s by the page, within `expect`'s 10 s.
+room list is polled every 5 s by the page, within `expect`'s 10 s. A few waits are
+shorter on purpose: where the client's fallback (a typing line's expiry) would
+otherwise hide a broken feature.
 """
 
 from __future__ import annotations
@@ -197,4 +199,36 @@ async def test_a_moderators_actions_follow_the_role(server: ChatServer, browsing
     await expect(message(alice, "carol's note")).to_have_count(0)
     await expect(message(bob, "carol's note")).to_have_count(0)
     assert await history(server, carol_token, staff) == []
+    no_trouble(browsing)
+
+
+async def test_typing_indicator(server: ChatServer, browsing: Browsing) -> None:
+    alice = await browsing.page("alice")
+    bob = await browsing.page("bob")
+    carol = await browsing.page("carol")
+    await sign_up(alice, server, "alice")
+    await create_room(alice, "lobby")
+    for page, name in ((bob, "bob"), (carol, "carol")):
+        await sign_up(page, server, name)
+        await open_room(page, "lobby")
+    composer = {page: page.get_by_label("Message", exact=True) for page in (alice, bob)}
+
+    # Alice types: the others see it, she does not; it goes away by itself.
+    await composer[alice].fill("hel")
+    for page in (bob, carol):
+        await expect(page.locator("#typing")).to_have_text("alice is typing…")
+        await expect(page.locator("#typing .who")).to_have_text(["alice"])
+    await expect(alice.locator("#typing")).to_have_text("")
+    await expect(bob.locator("#typing")).to_have_text("")
+
+    # Two at once; alice's message ends hers at once (well before the expiry).
+    await composer[alice].fill("hello")
+    await expect(carol.locator("#typing")).to_have_text("alice is typing…")
+    await composer[bob].fill("hi")
+    await expect(carol.locator("#typing")).to_have_text("alice and bob are typing…")
+    await expect(alice.locator("#typing")).to_have_text("bob is typing…")
+    await composer[alice].press("Enter")
+    await expect(message(carol, "hello")).to_be_visible()
+    await expect(carol.locator("#typing")).to_have_text("bob is typing…", timeout=1500)
+    await expect(carol.locator("#typing")).to_have_text("")
     no_trouble(browsing)
