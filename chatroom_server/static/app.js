@@ -1,7 +1,7 @@
 // The chat client: sign-in, rooms, one open room with history, live messages,
 // presence and reconnection. Uses only the public REST API and websocket (v2).
-// members.js draws the open room's people, roomlist.js the list of rooms;
-// edits.js edits and deletes messages, typing.js says who types.
+// members.js draws the open room's people, roomlist.js the list of rooms,
+// unread.js its badges; edits.js edits and deletes messages, typing.js says who types.
 
 import { api, loadSession, saveSession } from "./api.js";
 import { onSignIn } from "./auth.js";
@@ -11,6 +11,7 @@ import { MemberPanel } from "./members.js";
 import { endingWords, renderRooms, roomKind, roomLabel } from "./roomlist.js";
 import { RoomSocket } from "./socket.js";
 import { TypingLine } from "./typing.js";
+import { Unread } from "./unread.js";
 import { $, el, messageItem, presenceItem, setList, setStatus, systemItem } from "./view.js";
 
 const PAGE = 50;
@@ -24,6 +25,7 @@ let room = null; // the open room: { id, name, visibility, socket, ids, oldest, 
 
 const list = $("messages");
 const scroller = $("scroller");
+const unread = new Unread();
 const typing = new TypingLine($("typing"));
 const composer = new Composer({
   room: () => room,
@@ -109,10 +111,12 @@ async function refreshRooms() {
   }
   // Re-render only on a change, so a keyboard user's focus stays where it is.
   const shape = JSON.stringify([room?.id, rooms.map((r) => [r.ID, r.name, r.visibility])]);
-  if (shape === shownRooms) return;
-  shownRooms = shape;
-  const myName = session.user.UserName;
-  renderRooms(rooms, { currentId: room?.id ?? null, myName, open: openRoom });
+  if (shape !== shownRooms) {
+    shownRooms = shape;
+    const myName = session.user.UserName;
+    renderRooms(rooms, { currentId: room?.id ?? null, myName, open: openRoom });
+  }
+  unread.fromRooms(rooms);
 }
 
 $("room-form").addEventListener("submit", async (event) => {
@@ -165,6 +169,7 @@ const members = new MemberPanel({
 function closeRoom() {
   if (room) room.socket?.stop();
   room = null;
+  unread.setOpen(null);
   typing.clear();
   members.hide();
   list.replaceChildren();
@@ -189,10 +194,11 @@ async function openRoom(id) {
   const name = roomLabel(info, session.user.UserName);
   const current = { id, name, visibility: info.visibility, ids: new Set(), oldest: null };
   Object.assign(current, { newest: null, hasMore: false, pending: new Map(), socket: null });
-  // role: the caller's, for the messages' actions; lastEvent: the newest edit or
-  // delete seen (its eventId), for the cursor.
-  Object.assign(current, { role: info.role, lastEvent: null });
+  // role: the caller's, for the messages' actions; readTo: the read marker; lastEvent:
+  // the newest edit or delete seen (its eventId), for the cursor.
+  Object.assign(current, { role: info.role, readTo: info.lastReadId ?? 0, lastEvent: null });
   room = current;
+  unread.setOpen(id);
   history.replaceState(null, "", `#room-${id}`);
   $("notice").textContent = "";
   $("room-title").textContent = name;
@@ -257,6 +263,7 @@ async function probeRoom(current) {
 function onOpen() {
   $("room-status").textContent = "";
   refreshPresence();
+  unread.markRead(room);
   composer.resend(room);
 }
 
@@ -266,6 +273,7 @@ function onFrame({ Event: event, Body: body }) {
     const own = composer.confirmed(room, body);
     addMessage(body);
     typing.stopped(body.chatUserId);
+    unread.markRead(room);
     if (nearEnd || own) scrollToEnd();
   } else if (event === "edit" || event === "delete") {
     room.lastEvent = Math.max(room.lastEvent ?? 0, body.eventId ?? 0);
@@ -273,6 +281,10 @@ function onFrame({ Event: event, Body: body }) {
     else edits.applyDelete(body.ID);
   } else if (event === "typing") {
     if (body.user.ID !== session.user.ID) typing.heard(body.user);
+  } else if (event === "read") {
+    // This user read a room in another tab (this one, or any other).
+    if (body.chatRoomId === room.id) room.readTo = Math.max(room.readTo, body.lastReadId);
+    unread.read(body.chatRoomId, body.lastReadId);
   } else if (event === "join" || event === "leave") {
     const nearEnd = isNearEnd();
     // body.chatMessage ("alice joined") is for seed-era clients: ours draws the line
@@ -369,6 +381,9 @@ async function refreshPresence() {
 }
 
 // ---------------------------------------------------------------- the page
+
+// Back on this tab: what arrived meanwhile has been seen now.
+document.addEventListener("visibilitychange", () => room?.socket && unread.markRead(room));
 
 $("back").addEventListener("click", () => $("chat-view").classList.remove("room-open"));
 

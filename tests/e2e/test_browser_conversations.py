@@ -1,11 +1,12 @@
 """The web client's conversations (SPEC 12, protocol v2) in a real headless Chromium:
 editing and deleting messages (one's own, and others' as a room's owner or
-moderator) and "alice is typing…".
+moderator), "alice is typing…", and unread badges that clear when the room is read,
+in another tab of the same user too.
 
-Fixtures and helpers: browser_support.py. Every wait is Playwright's `expect`; the
-room list is polled every 5 s by the page, within `expect`'s 10 s. A few waits are
-shorter on purpose: where the client's fallback (a typing line's expiry) would
-otherwise hide a broken feature.
+Fixtures and helpers: browser_support.py. Every wait is Playwright's `expect` (or a
+websocket event); the room list is polled every 5 s by the page, within `expect`'s
+10 s. A few waits are shorter on purpose: where the client's fallback (a typing
+line's expiry) would otherwise hide a broken feature.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, WebSocket, expect
 
 from ..conftest import ChatServer, auth
 from .browser_support import (
@@ -27,6 +28,7 @@ from .browser_support import (
     open_room,
     room_id,
     room_sockets,
+    second_tab,
     send,
     sign_up,
     token_of,
@@ -45,10 +47,24 @@ def action(page: Page, text: str, verb: str) -> Locator:
     return message(page, text).get_by_role("button", name=verb, exact=True)
 
 
+def badge(page: Page, room: str) -> Locator:
+    """The unread badge beside a room in the list."""
+    button = page.get_by_role("button", name=room, exact=True)
+    return page.locator("#rooms li, #directs li").filter(has=button).locator(".badge")
+
+
 async def history(server: ChatServer, token: str, room: int) -> list[dict[str, Any]]:
     res = await server.http.get(f"/v1/api/chat/rooms/{room}/messages", headers=auth(token))
     assert res.status_code == 200, res.text
     return res.json()["messages"]  # type: ignore[no-any-return]
+
+
+async def room_state(server: ChatServer, token: str, room: int) -> tuple[int, int | None]:
+    """The user's (unread, lastReadId) in the room, as the server has them."""
+    res = await server.http.get(f"/v1/api/chat/rooms/{room}", headers=auth(token))
+    assert res.status_code == 200, res.text
+    body = res.json()["chatRoom"]
+    return body["unread"], body["lastReadId"]
 
 
 async def test_edit_own_message(server: ChatServer, browsing: Browsing) -> None:
@@ -231,4 +247,78 @@ async def test_typing_indicator(server: ChatServer, browsing: Browsing) -> None:
     await expect(message(carol, "hello")).to_be_visible()
     await expect(carol.locator("#typing")).to_have_text("bob is typing…", timeout=1500)
     await expect(carol.locator("#typing")).to_have_text("")
+    no_trouble(browsing)
+
+
+async def test_unread_badges_clear_when_read_in_any_tab(
+    server: ChatServer, browsing: Browsing
+) -> None:
+    alice = await browsing.page("alice")
+    bob = await browsing.page("bob")
+    await sign_up(alice, server, "alice")
+    await create_room(alice, "lobby")
+    lobby = await room_id(alice)
+    await create_room(alice, "side")
+    await sign_up(bob, server, "bob")
+    await open_room(bob, "side")
+    token = await token_of(bob)
+    # Bob's second tab (another page, the same session), also in "side".
+    other = await second_tab(browsing, server, bob)
+    other_sockets: list[WebSocket] = []
+    other.on("websocket", lambda ws: other_sockets.append(ws))
+    await open_room(other, "side")
+
+    await open_room(alice, "lobby")
+    await send(alice, "one")
+    await send(alice, "two")
+    # Messages in a room not open: a badge on it in both tabs, none on the open room.
+    for page in (bob, other):
+        await expect(badge(page, "lobby")).to_have_text("2 unread")
+        await expect(
+            page.get_by_role("button", name="lobby", exact=True)
+        ).to_have_accessible_description("2 unread")
+        await expect(badge(page, "side")).to_have_count(0)
+    assert await room_state(server, token, lobby) == (2, None)
+
+    # The second tab's room list is held back from now on (it still says 2 unread):
+    # only the `read` event can clear its badge.
+    stale = (await server.http.get("/v1/api/chat/rooms", headers=auth(token))).text
+
+    async def held_back(route: Route) -> None:
+        if route.request.method == "GET":
+            await route.fulfill(status=200, content_type="application/json", body=stale)
+        else:
+            await route.continue_()
+
+    await other.route("**/v1/api/chat/rooms", held_back)
+
+    # Opening the room reads it: its badge goes here, and in the other tab.
+    await open_room(bob, "lobby")
+    await expect(badge(bob, "lobby")).to_have_count(0)
+    await expect(badge(other, "lobby")).to_have_count(0)
+    newest = max(m["ID"] for m in await history(server, token, lobby))
+    assert await room_state(server, token, lobby) == (0, newest)
+
+    # A message arriving in the open room (the tab visible) is read at once: the
+    # other tab hears of it (after the server stored it).
+    (socket,) = other_sockets
+
+    def read_beyond(payload: str | bytes) -> bool:
+        frame = json.loads(payload)
+        body = frame["Body"]
+        return bool(
+            frame["Event"] == "read" and body["chatRoomId"] == lobby and body["lastReadId"] > newest
+        )
+
+    async with socket.expect_event("framereceived", predicate=read_beyond):
+        await send(alice, "three")
+        await expect(message(bob, "three")).to_be_visible()
+    newest = max(m["ID"] for m in await history(server, token, lobby))
+    assert await room_state(server, token, lobby) == (0, newest)
+
+    # Back in "side", the room list has no badge on lobby; a new message brings one.
+    await open_room(bob, "side")
+    await expect(badge(bob, "lobby")).to_have_count(0)
+    await send(alice, "four")
+    await expect(badge(bob, "lobby")).to_have_text("1 unread")
     no_trouble(browsing)

@@ -130,7 +130,7 @@ async def test_direct_messages_from_the_list_and_by_name(
     await expect(alice.locator("#room-kind")).to_have_text("Direct messages")
     await expect(alice.locator("#status")).to_have_text("Connected")
     await expect(alice.locator("#directs-title")).to_be_visible()
-    await expect(alice.locator("#directs li")).to_have_text(["bob"])
+    await expect(alice.locator("#directs .room-name")).to_have_text(["bob"])
     # The two of them, no actions, nobody to invite, nothing to leave.
     await expect(alice.locator("#members .who")).to_have_text(["alice", "bob"])
     await expect(alice.locator("#members details")).to_have_count(0)
@@ -138,8 +138,9 @@ async def test_direct_messages_from_the_list_and_by_name(
     await expect(alice.get_by_role("button", name="Leave room")).to_be_hidden()
     await send(alice, "psst, bob")
 
-    # Bob sees it under Direct messages, by alice's name.
-    await expect(bob.locator("#directs li")).to_have_text(["alice"])
+    # Bob sees it under Direct messages, by alice's name (and its unread badge).
+    await expect(bob.locator("#directs .room-name")).to_have_text(["alice"])
+    await expect(bob.locator("#directs .badge")).to_have_text(["1 unread"])
     await bob.locator("#directs").get_by_role("button", name="alice", exact=True).click()
     await expect(bob.locator("#room-title")).to_have_text("alice")
     await expect(message(bob, "psst, bob")).to_be_visible()
@@ -156,14 +157,14 @@ async def test_direct_messages_from_the_list_and_by_name(
     await expect(carol.locator("#room-title")).to_have_text("alice")
     await expect(carol.locator("#status")).to_have_text("Connected")
     await send(carol, "hello from carol")
-    await expect(alice.locator("#directs li")).to_have_text(["bob", "carol"])
+    await expect(alice.locator("#directs .room-name")).to_have_text(["bob", "carol"])
     await alice.get_by_label("Message someone").fill("carol")
     await alice.get_by_role("button", name="Start chat").click()
     await expect(alice.locator("#room-title")).to_have_text("carol")
     await expect(message(alice, "hello from carol")).to_be_visible()
     await expect(alice.locator("#directs li")).to_have_count(2)
     # Bob never sees carol's room.
-    await expect(bob.locator("#directs li")).to_have_text(["alice"])
+    await expect(bob.locator("#directs .room-name")).to_have_text(["alice"])
     no_trouble(browsing)
 
 
