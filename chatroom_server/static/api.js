@@ -80,6 +80,11 @@ export const api = {
     }),
   history: (token, roomId, params) =>
     request(room(roomId, `/messages?${new URLSearchParams(params)}`), { token }),
+  // The author edits ({ message } back, with EditedAt); the author, the room's owner
+  // and moderators (and site admins) delete (204).
+  editMessage: (token, id, chatMessage) =>
+    request(`/v1/api/chat/messages/${id}`, { method: "PATCH", body: { chatMessage }, token }),
+  deleteMessage: (token, id) => request(`/v1/api/chat/messages/${id}`, { method: "DELETE", token }),
   presence: (token, roomId) => request(room(roomId, "/presence"), { token }),
   members: (token, roomId) => request(room(roomId, "/members"), { token }),
   invite: (token, roomId, userName) =>

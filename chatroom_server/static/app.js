@@ -1,23 +1,18 @@
 // The chat client: sign-in, rooms, one open room with history, live messages,
-// presence and reconnection. Uses only the public REST API and websocket.
-// members.js draws the open room's people, roomlist.js the list of rooms.
+// presence and reconnection. Uses only the public REST API and websocket (v2).
+// members.js draws the open room's people, roomlist.js the list of rooms,
+// unread.js its badges; edits.js edits and deletes messages, typing.js says who types.
 
 import { api, loadSession, saveSession } from "./api.js";
 import { onSignIn } from "./auth.js";
+import { Composer } from "./composer.js";
+import { MessageEdits } from "./edits.js";
 import { MemberPanel } from "./members.js";
 import { endingWords, renderRooms, roomKind, roomLabel } from "./roomlist.js";
 import { RoomSocket } from "./socket.js";
-import {
-  $,
-  el,
-  markFailed,
-  messageItem,
-  pendingItem,
-  presenceItem,
-  setList,
-  setStatus,
-  systemItem,
-} from "./view.js";
+import { TypingLine } from "./typing.js";
+import { Unread } from "./unread.js";
+import { $, el, messageItem, presenceItem, setList, setStatus, systemItem } from "./view.js";
 
 const PAGE = 50;
 const ROOM_POLL_MS = 5000;
@@ -30,6 +25,20 @@ let room = null; // the open room: { id, name, visibility, socket, ids, oldest, 
 
 const list = $("messages");
 const scroller = $("scroller");
+const unread = new Unread();
+const typing = new TypingLine($("typing"));
+const composer = new Composer({
+  room: () => room,
+  me: () => session.user,
+  append: (item) => list.append(item),
+  scrollToEnd,
+});
+const edits = new MessageEdits(list, {
+  authed,
+  me: () => session.user,
+  role: () => room?.role ?? null,
+  error: showRoomError,
+});
 
 // ---------------------------------------------------------------- session
 
@@ -94,12 +103,20 @@ async function refreshRooms() {
   const data = await authed((t) => api.rooms(t), (m) => ($("room-error").textContent = m));
   if (!data) return;
   rooms = data.chatRooms;
+  // Promoted or demoted in the open room: its messages' actions follow.
+  const info = room && rooms.find((r) => r.ID === room.id);
+  if (info && info.role !== room.role) {
+    room.role = info.role;
+    edits.refresh();
+  }
   // Re-render only on a change, so a keyboard user's focus stays where it is.
   const shape = JSON.stringify([room?.id, rooms.map((r) => [r.ID, r.name, r.visibility])]);
-  if (shape === shownRooms) return;
-  shownRooms = shape;
-  const myName = session.user.UserName;
-  renderRooms(rooms, { currentId: room?.id ?? null, myName, open: openRoom });
+  if (shape !== shownRooms) {
+    shownRooms = shape;
+    const myName = session.user.UserName;
+    renderRooms(rooms, { currentId: room?.id ?? null, myName, open: openRoom });
+  }
+  unread.fromRooms(rooms);
 }
 
 $("room-form").addEventListener("submit", async (event) => {
@@ -152,6 +169,8 @@ const members = new MemberPanel({
 function closeRoom() {
   if (room) room.socket?.stop();
   room = null;
+  unread.setOpen(null);
+  typing.clear();
   members.hide();
   list.replaceChildren();
   setList($("online"), []);
@@ -160,7 +179,7 @@ function closeRoom() {
   setStatus("idle");
   $("load-older").hidden = true;
   $("room-status").textContent = "";
-  setComposer(false);
+  composer.enable(false);
   $("chat-view").classList.remove("room-open");
 }
 
@@ -175,7 +194,11 @@ async function openRoom(id) {
   const name = roomLabel(info, session.user.UserName);
   const current = { id, name, visibility: info.visibility, ids: new Set(), oldest: null };
   Object.assign(current, { newest: null, hasMore: false, pending: new Map(), socket: null });
+  // role: the caller's, for the messages' actions; readTo: the read marker; lastEvent:
+  // the newest edit or delete seen (its eventId), for the cursor.
+  Object.assign(current, { role: info.role, readTo: info.lastReadId ?? 0, lastEvent: null });
   room = current;
+  unread.setOpen(id);
   history.replaceState(null, "", `#room-${id}`);
   $("notice").textContent = "";
   $("room-title").textContent = name;
@@ -192,13 +215,13 @@ async function openRoom(id) {
   }
   scrollToEnd();
   current.socket = new RoomSocket(id, session.token, {
-    lastId: () => current.newest ?? 0,
+    cursor: () => Math.max(current.newest ?? 0, current.lastEvent ?? 0),
     onFrame: (frame) => room === current && onFrame(frame),
     onOpen: () => room === current && onOpen(),
     onState: (state, delay) => room === current && setStatus(state, delay),
     onFailure: (code, reason) => socketClosed(current, code, reason),
   });
-  setComposer(true);
+  composer.enable(true);
   $("message").focus();
 }
 
@@ -240,41 +263,44 @@ async function probeRoom(current) {
 function onOpen() {
   $("room-status").textContent = "";
   refreshPresence();
-  // Messages typed while disconnected go out now; the server ignores repeats.
-  for (const [clientMessageId, entry] of room.pending) {
-    room.socket.send({ chatRoomId: room.id, chatMessage: entry.text, clientMessageId });
-  }
+  unread.markRead(room);
+  composer.resend(room);
 }
 
 function onFrame({ Event: event, Body: body }) {
   if (event === "message") {
     const nearEnd = isNearEnd();
-    const own = room.pending.get(body.clientMessageId);
-    if (own) {
-      own.item.remove();
-      room.pending.delete(body.clientMessageId);
-    }
+    const own = composer.confirmed(room, body);
     addMessage(body);
+    typing.stopped(body.chatUserId);
+    unread.markRead(room);
     if (nearEnd || own) scrollToEnd();
+  } else if (event === "edit" || event === "delete") {
+    room.lastEvent = Math.max(room.lastEvent ?? 0, body.eventId ?? 0);
+    if (event === "edit") edits.applyEdit(body);
+    else edits.applyDelete(body.ID);
+  } else if (event === "typing") {
+    if (body.user.ID !== session.user.ID) typing.heard(body.user);
+  } else if (event === "read") {
+    // This user read a room in another tab (this one, or any other).
+    if (body.chatRoomId === room.id) room.readTo = Math.max(room.readTo, body.lastReadId);
+    unread.read(body.chatRoomId, body.lastReadId);
   } else if (event === "join" || event === "leave") {
     const nearEnd = isNearEnd();
     // body.chatMessage ("alice joined") is for seed-era clients: ours draws the line
     // from the user's name alone.
     if (body.user) placeAtEnd(presenceItem(event, body.user.UserName));
+    if (body.user && event === "leave") typing.stopped(body.user.ID);
     if (nearEnd) scrollToEnd();
     refreshPresence();
     members.refresh(); // someone new may have been invited
   } else if (event === "recovered") {
-    if (body.count > 0) placeAtEnd(systemItem(`Caught up on ${body.count} missed messages.`));
+    // v2 counts the edits and deletes replayed too.
+    if (body.count > 0) placeAtEnd(systemItem(`Caught up on ${body.count} missed updates.`));
     if (!body.complete) backfill(room, room.newest);
     scrollToEnd();
   } else if (event === "error") {
-    // Frames are handled in order: an error answers our oldest unconfirmed message.
-    const [oldest] = room.pending;
-    if (oldest) {
-      markFailed(oldest[1].item, body.chatMessage);
-      room.pending.delete(oldest[0]);
-    }
+    composer.failed(room, body.chatMessage);
     // A muted user reads on; the server's words say why nothing was sent.
     showRoomError(body.code === "muted" ? `Muted: ${body.chatMessage}` : body.chatMessage);
   }
@@ -296,6 +322,7 @@ function addMessage(msg) {
   if (room.ids.has(msg.ID)) return;
   room.ids.add(msg.ID);
   const item = messageItem(msg, msg.chatUserId === session.user.ID);
+  edits.decorate(item);
   if (room.newest === null || msg.ID > room.newest) {
     placeAtEnd(item);
   } else {
@@ -353,37 +380,10 @@ async function refreshPresence() {
   members.setOnline(data.users);
 }
 
-// ---------------------------------------------------------------- sending
+// ---------------------------------------------------------------- the page
 
-function setComposer(enabled) {
-  $("message").disabled = !enabled;
-  $("send-form").querySelector("button").disabled = !enabled;
-}
-
-function newClientId() {
-  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 12)}`;
-}
-
-$("send-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const input = $("message");
-  const text = input.value;
-  if (!room || !text.trim()) return;
-  const clientMessageId = newClientId();
-  const item = pendingItem(text, session.user.UserName);
-  list.append(item);
-  room.pending.set(clientMessageId, { text, item });
-  room.socket?.send({ chatRoomId: room.id, chatMessage: text, clientMessageId });
-  input.value = "";
-  scrollToEnd();
-});
-
-$("message").addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-    event.preventDefault();
-    $("send-form").requestSubmit();
-  }
-});
+// Back on this tab: what arrived meanwhile has been seen now.
+document.addEventListener("visibilitychange", () => room?.socket && unread.markRead(room));
 
 $("back").addEventListener("click", () => $("chat-view").classList.remove("room-open"));
 

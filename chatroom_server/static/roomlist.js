@@ -65,6 +65,7 @@ function roomItem(room, label, current, open) {
   if (current) button.setAttribute("aria-current", "true");
   button.addEventListener("click", () => open(room.ID));
   const item = el("li");
+  item.dataset.room = String(room.ID);
   item.dataset.visibility = room.visibility ?? "public";
   item.append(button);
   return item;

@@ -1,12 +1,15 @@
-// One room's live connection. When it drops it reconnects with exponential
-// backoff and jitter, passing since=<last message ID> so the server replays
-// whatever was missed (and then sends a `recovered` frame).
+// One room's live connection, protocol v2 (`v=2`: edits, deletes, typing, read
+// markers). When it drops it reconnects with exponential backoff and jitter,
+// passing since=<cursor> so the server replays whatever was missed, edits and
+// deletes included (and then sends a `recovered` frame). The cursor is the largest
+// message ID or eventId seen: an edit or delete has an ID of its own from the same
+// sequence, so a client that saw one has seen everything before it.
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 15000;
 
 export class RoomSocket {
-  // handlers: lastId() -> number | null, onFrame(frame), onOpen(), onState(state, delayMs),
+  // handlers: cursor() -> number | null, onFrame(frame), onOpen(), onState(state, delayMs),
   // onFailure(code, reason) -> Promise<boolean> (false: stop trying, e.g. the room is gone;
   // code and reason are the close frame's, or 0 and "" when refused before the upgrade)
   constructor(roomId, token, handlers) {
@@ -34,8 +37,8 @@ export class RoomSocket {
       this.h.onState("offline");
       return;
     }
-    const query = new URLSearchParams({ room_id: this.roomId, jwt: this.token });
-    const since = this.h.lastId();
+    const query = new URLSearchParams({ room_id: this.roomId, jwt: this.token, v: "2" });
+    const since = this.h.cursor();
     if (since !== null) query.set("since", since);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/v1/ws?${query}`);

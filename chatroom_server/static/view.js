@@ -30,10 +30,23 @@ function timeElement(ts) {
 export function messageItem(msg, own) {
   const item = el("li", own ? "msg own" : "msg");
   item.dataset.id = String(msg.ID);
+  item.dataset.user = String(msg.chatUserId);
   const meta = el("div", "meta");
   meta.append(el("span", "author", msg.chatUser), timeElement(msg.ChatMessageTs));
   item.append(meta, el("p", "text", msg.chatMessage));
+  if (msg.EditedAt) markEdited(item, msg.EditedAt);
   return item;
+}
+
+// "(edited)" after the message's time, its title saying when.
+export function markEdited(item, editedAt) {
+  let mark = item.querySelector(".edited");
+  if (!mark) {
+    mark = el("span", "edited", "(edited)");
+    item.querySelector(".meta .time").after(mark);
+  }
+  const date = parseTime(editedAt);
+  if (date) mark.title = `Edited ${date.toLocaleString()}`;
 }
 
 export function pendingItem(text, author) {

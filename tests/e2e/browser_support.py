@@ -13,6 +13,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import (
@@ -149,3 +150,34 @@ async def send(page: Page, text: str, *, button: bool = False) -> None:
 
 def message(page: Page, text: str) -> Locator:
     return page.locator("#messages li.msg").filter(has=page.get_by_text(text, exact=True))
+
+
+def room_sockets(page: Page) -> list[str]:
+    """Every websocket URL the page opens from now on."""
+    urls: list[str] = []
+    page.on("websocket", lambda ws: urls.append(ws.url))
+    return urls
+
+
+async def token_of(page: Page) -> str:
+    return str(await page.evaluate("JSON.parse(localStorage.getItem('chatroom.session')).token"))
+
+
+async def second_tab(
+    browsing: Browsing, server: ChatServer, of: Page, path: str = "/", **kw: Any
+) -> Page:
+    """A new browser context signed in with `of`'s session, at `path`."""
+    page = await browsing.page(f"second tab {len(browsing.pages)}", **kw)
+    await page.goto(server.base + "/")
+    saved = await of.evaluate("localStorage.getItem('chatroom.session')")
+    await page.evaluate("(s) => localStorage.setItem('chatroom.session', s)", saved)
+    await page.goto(server.base + path)
+    await page.reload()  # a change of #hash alone does not load the page again
+    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
+    return page
+
+
+async def room_id(page: Page) -> int:
+    found = re.fullmatch(r"#room-(\d+)", await page.evaluate("location.hash"))
+    assert found, "the open room is in the address"
+    return int(found.group(1))

@@ -22,8 +22,12 @@ from .browser_support import (
     message,
     no_trouble,
     open_room,
+    room_id,
+    room_sockets,
+    second_tab,
     send,
     sign_up,
+    token_of,
 )
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -57,37 +61,6 @@ async def invite(page: Page, name: str) -> None:
     await page.get_by_role("button", name="Invite", exact=True).click()
     await expect(page.locator("#members-note")).to_have_text(f"{name} is a member now.")
     await expect(member(page, name).locator(".role")).to_have_text("member")
-
-
-def room_sockets(page: Page) -> list[str]:
-    """Every websocket URL the page opens from now on."""
-    urls: list[str] = []
-    page.on("websocket", lambda ws: urls.append(ws.url))
-    return urls
-
-
-async def token_of(page: Page) -> str:
-    return str(await page.evaluate("JSON.parse(localStorage.getItem('chatroom.session')).token"))
-
-
-async def second_tab(
-    browsing: Browsing, server: ChatServer, of: Page, path: str = "/", **kw: Any
-) -> Page:
-    """A new browser context signed in with `of`'s session, at `path`."""
-    page = await browsing.page(f"second tab {len(browsing.pages)}", **kw)
-    await page.goto(server.base + "/")
-    saved = await of.evaluate("localStorage.getItem('chatroom.session')")
-    await page.evaluate("(s) => localStorage.setItem('chatroom.session', s)", saved)
-    await page.goto(server.base + path)
-    await page.reload()  # a change of #hash alone does not load the page again
-    await expect(page.get_by_role("button", name="Log out")).to_be_visible()
-    return page
-
-
-async def room_id(page: Page) -> int:
-    found = re.fullmatch(r"#room-(\d+)", await page.evaluate("location.hash"))
-    assert found, "the open room is in the address"
-    return int(found.group(1))
 
 
 async def test_private_room_invite_and_roles(server: ChatServer, browsing: Browsing) -> None:
@@ -157,7 +130,7 @@ async def test_direct_messages_from_the_list_and_by_name(
     await expect(alice.locator("#room-kind")).to_have_text("Direct messages")
     await expect(alice.locator("#status")).to_have_text("Connected")
     await expect(alice.locator("#directs-title")).to_be_visible()
-    await expect(alice.locator("#directs li")).to_have_text(["bob"])
+    await expect(alice.locator("#directs .room-name")).to_have_text(["bob"])
     # The two of them, no actions, nobody to invite, nothing to leave.
     await expect(alice.locator("#members .who")).to_have_text(["alice", "bob"])
     await expect(alice.locator("#members details")).to_have_count(0)
@@ -165,8 +138,9 @@ async def test_direct_messages_from_the_list_and_by_name(
     await expect(alice.get_by_role("button", name="Leave room")).to_be_hidden()
     await send(alice, "psst, bob")
 
-    # Bob sees it under Direct messages, by alice's name.
-    await expect(bob.locator("#directs li")).to_have_text(["alice"])
+    # Bob sees it under Direct messages, by alice's name (and its unread badge).
+    await expect(bob.locator("#directs .room-name")).to_have_text(["alice"])
+    await expect(bob.locator("#directs .badge")).to_have_text(["1 unread"])
     await bob.locator("#directs").get_by_role("button", name="alice", exact=True).click()
     await expect(bob.locator("#room-title")).to_have_text("alice")
     await expect(message(bob, "psst, bob")).to_be_visible()
@@ -183,14 +157,14 @@ async def test_direct_messages_from_the_list_and_by_name(
     await expect(carol.locator("#room-title")).to_have_text("alice")
     await expect(carol.locator("#status")).to_have_text("Connected")
     await send(carol, "hello from carol")
-    await expect(alice.locator("#directs li")).to_have_text(["bob", "carol"])
+    await expect(alice.locator("#directs .room-name")).to_have_text(["bob", "carol"])
     await alice.get_by_label("Message someone").fill("carol")
     await alice.get_by_role("button", name="Start chat").click()
     await expect(alice.locator("#room-title")).to_have_text("carol")
     await expect(message(alice, "hello from carol")).to_be_visible()
     await expect(alice.locator("#directs li")).to_have_count(2)
     # Bob never sees carol's room.
-    await expect(bob.locator("#directs li")).to_have_text(["alice"])
+    await expect(bob.locator("#directs .room-name")).to_have_text(["alice"])
     no_trouble(browsing)
 
 
