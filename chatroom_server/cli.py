@@ -23,6 +23,7 @@ from . import __version__
 from .cli_admin import COMMANDS as admin_commands
 from .cli_support import (
     OneLineErrors,
+    check_redis,
     database_option,
     describe_db_failure,
     fail,
@@ -92,6 +93,12 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
 @database_option
 @click.option("--redis-url", default=None, metavar="URL", help="Redis for several workers/hosts.")
+@click.option(
+    "--redis-cluster",
+    is_flag=True,
+    default=None,
+    help="The Redis URL names a Redis Cluster node (env CHATROOM_REDIS_CLUSTER).",
+)
 @click.option("--dev", is_flag=True, default=None, help="Auto-reload and debug logs.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations at start.")
 @click.option(
@@ -124,6 +131,7 @@ def serve(no_migrate: bool, **flags: Any) -> None:
     if not no_migrate:
         for name in migrate_database(settings.database_url):
             click.echo(f"Applied migration {name}")
+    check_redis(settings)
     _preflight(settings)
     # Workers in processes of their own (several, or --dev's reloader): their figures
     # meet in prometheus-client's multiprocess directory.

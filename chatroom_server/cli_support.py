@@ -28,6 +28,18 @@ def fail(message: str) -> None:
     sys.exit(1)
 
 
+def check_redis(settings: Settings) -> None:
+    """Refuse, in one line, a Redis whose mode disagrees with --redis-cluster: half
+    working (messages cross hosts, presence counts nobody) is worse than not at all."""
+    if settings.redis_url is None:
+        return
+    from .pubsub import redis_refusal
+
+    problem = asyncio.run(redis_refusal(settings.redis_url, settings.redis_cluster))
+    if problem is not None:
+        fail(problem)
+
+
 def load_settings(**flags: Any) -> Settings:
     try:
         return Settings.load(**flags)

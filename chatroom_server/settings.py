@@ -25,6 +25,8 @@ class Settings:
     dev: bool = False
     database_url: str = "sqlite://chatroom.sqlite3"
     redis_url: str | None = None
+    # The Redis URL names a node of a Redis Cluster (sharded pub/sub, SPEC section 13).
+    redis_cluster: bool = False
     # Prefix of every Redis key and channel, so several deployments can share a Redis.
     redis_prefix: str = "chatroom"
     # None: a random secret is generated once and stored in the database.
@@ -163,6 +165,8 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             raise ConfigError("The Redis URL must start with redis://, rediss:// or unix://.")
+        if self.redis_cluster and self.redis_url is None:
+            raise ConfigError("--redis-cluster (CHATROOM_REDIS_CLUSTER) needs a Redis URL.")
         if self.jwt_secret is not None and len(self.jwt_secret) < 16:
             raise ConfigError("CHATROOM_JWT_SECRET must be at least 16 characters long.")
 
