@@ -128,10 +128,10 @@ def serve(no_migrate: bool, **flags: Any) -> None:
             "--workers above 1 needs --redis-url: each worker is a separate process, "
             "and without Redis every room would be split between them."
         )
+    check_redis(settings)
     if not no_migrate:
         for name in migrate_database(settings.database_url):
             click.echo(f"Applied migration {name}")
-    check_redis(settings)
     _preflight(settings)
     # Workers in processes of their own (several, or --dev's reloader): their figures
     # meet in prometheus-client's multiprocess directory.
