@@ -110,7 +110,8 @@ class LocalCluster:
         raise AssertionError(f"no master owns slot {slot}")
 
     def wait_ok(self, timeout: float = START_TIMEOUT) -> None:
-        """Every live node: cluster_state:ok, and all agree on the owners of 16384 slots."""
+        """Every live node: cluster_state:ok, replicas in sync with their master, and all
+        agree on the owners of the 16384 slots."""
         deadline = time.monotonic() + timeout
         while True:
             views = []
@@ -119,6 +120,9 @@ class LocalCluster:
                 if not self.alive(port):
                     continue
                 states.append("cluster_state:ok" in self.cli(port, "CLUSTER", "INFO", check=False))
+                # A replica that never synced counts its data as too old to take over.
+                replication = self.cli(port, "INFO", "replication", check=False)
+                states.append("role:slave" not in replication or "link_status:up" in replication)
                 try:
                     views.append(sorted(self.masters(port).values()))
                 except (AssertionError, IndexError, ValueError):

@@ -25,15 +25,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from redis.crc import key_slot
-from redis.exceptions import RedisError
 
 from .limits import MemoryLimits
-from .redis_connect import Client, make_client
+from .redis_connect import FAILURES, Client, make_client
 
 log = logging.getLogger("chatroom_server.pubsub")
 
-# redis-py raises its own errors, and the builtin TimeoutError (an OSError) on socket timeouts.
-_FAILURES = (RedisError, OSError)
+_FAILURES = FAILURES
 T = TypeVar("T")
 
 _NOW_MS = """

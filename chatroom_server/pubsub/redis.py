@@ -22,15 +22,14 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from . import BrokerUnavailable, Deliver, Resync
-from .redis_connect import check_mode
+from .redis_connect import FAILURES, check_mode
 
 log = logging.getLogger("chatroom_server.pubsub")
 
-_CONNECTION_ERRORS = (RedisError, OSError)  # OSError includes the builtin TimeoutError
+_CONNECTION_ERRORS = FAILURES  # redis-py's errors and OSError (the builtin TimeoutError)
 
 
 class _SubscriptionLost(Exception):

@@ -106,7 +106,8 @@ class ShardedPubSub:
             groups.setdefault(owner.name, {}).setdefault(slot, []).append(channel)
         for name, slots in groups.items():
             first = next(iter(slots.values()))[0]
-            node = await self._node(name, owners[name].host, owners[name].port, first)
+            owner = owners[name]
+            node = await self._node(name, owner.host, int(owner.port), first)
             for group in slots.values():
                 await node.pubsub.ssubscribe(*group)
 
@@ -264,6 +265,14 @@ class RedisClusterBroker(RedisBroker):
             protocol=2,
             maint_notifications_config=MaintNotificationsConfig(enabled=False),
         )
+
+    async def _check_mode(self) -> None:
+        try:
+            await super()._check_mode()
+        except _CONNECTION_ERRORS:
+            # The node the URL names may be a master that died: the others still
+            # answer, and reading the slot map (CLUSTER SLOTS) proves cluster mode.
+            pass
 
     def _new_pubsub(self) -> PubSub:
         sharded = ShardedPubSub(

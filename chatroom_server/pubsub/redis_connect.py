@@ -16,12 +16,17 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from ..settings import mask_url
 
 # The one client type the presence and limit stores need: both have the commands.
 Client = Redis | RedisCluster
+
+# What a call to Redis may raise when Redis (or a cluster's slot) is out of reach:
+# redis-py's errors, its cluster errors (a slot uncovered during a failover, which
+# are not RedisErrors), and the builtin TimeoutError (an OSError) on socket timeouts.
+FAILURES = (RedisError, RedisClusterException, OSError)
 
 
 def make_client(url: str, cluster: bool, timeout: float, **options: Any) -> Client:
@@ -79,5 +84,5 @@ async def refusal(url: str, cluster: bool, timeout: float = 1.5) -> str | None:
     now (a server starts anyway, retries in the background and /readyz says so)."""
     try:
         return await check_mode(url, cluster, timeout)
-    except (RedisError, OSError):
+    except FAILURES:
         return None

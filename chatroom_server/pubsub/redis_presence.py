@@ -16,15 +16,12 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from redis.exceptions import RedisError
-
 from ..domain import Presence
 from . import BrokerUnavailable
 from .presence import Entry
-from .redis_connect import Client, make_client
+from .redis_connect import FAILURES, Client, make_client
 
-# redis-py raises its own errors, and the builtin TimeoutError (an OSError) on socket timeouts.
-_FAILURES = (RedisError, OSError)
+_FAILURES = FAILURES
 
 _ADD = """
 local now, expiry, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
