@@ -14,7 +14,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from chatroom_server.pubsub import make_broker, redis_refusal
+from chatroom_server.pubsub import CONTROL_ROOM, make_broker, publish_once, redis_refusal
 from chatroom_server.pubsub.limits_redis import RedisLimits
 from chatroom_server.pubsub.presence import Entry
 from chatroom_server.pubsub.redis import RedisBroker
@@ -73,11 +73,29 @@ async def test_room_traffic_goes_through_the_slots_master_only(
         await broker.disconnect()
 
 
+async def test_the_admin_clis_publish_once_reaches_servers_on_a_cluster(
+    redis_cluster: LocalCluster,  # noqa: F811
+) -> None:
+    rec, p = Recorder(), prefix()
+    server = make_broker(redis_cluster.url, rec, None, p, cluster=True)
+    await server.connect()
+    try:
+        await server.subscribe(CONTROL_ROOM)
+        await publish_once(redis_cluster.url, CONTROL_ROOM, "revoked", p, cluster=True)
+        await rec.wait_for(CONTROL_ROOM, "revoked")
+    finally:
+        await server.disconnect()
+
+
 async def test_a_probe_goes_to_every_master_subscribed(
     redis_cluster: LocalCluster,  # noqa: F811
 ) -> None:
     resyncs = Resyncs()
-    broker = CountingProbes(redis_cluster.url, Recorder(), resyncs, prefix(), probe_interval=0.2)
+    # A round is sent only once every master's probe of the last one came back; a
+    # generous timeout keeps a busy test machine from failing a slow round.
+    broker = CountingProbes(
+        redis_cluster.url, Recorder(), resyncs, prefix(), probe_interval=0.1, probe_timeout=5.0
+    )
     await broker.connect()
     try:
         for room in range(1, 30):  # rooms on every master
@@ -88,7 +106,7 @@ async def test_a_probe_goes_to_every_master_subscribed(
         assert len({redis_cluster.master_of(hash_tag(c)) for c in probes}) == 3
         # Every master's probe comes back, round after round: no session is restarted.
         start = broker.probes_sent
-        await until(lambda: broker.probes_sent >= start + 5)
+        await until(lambda: broker.probes_sent >= start + 5, timeout=30)
         assert broker.healthy and resyncs.count == 0
     finally:
         await broker.disconnect()
