@@ -110,7 +110,11 @@ async def publish_once(
     """From a process that is not a server (the admin CLI): send one payload to every
     server subscribed to `room_id` through the Redis at `url`, then disconnect.
 
-    Raises BrokerUnavailable when it could not be sent.
+    Raises BrokerUnavailable when it could not be sent, or would not be heard: servers
+    on a cluster hear SPUBLISH only, servers on one Redis PUBLISH only.
     """
+    problem = await redis_refusal(url, cluster)
+    if problem is not None:
+        raise BrokerUnavailable(problem)
     broker = _redis_broker(url, lambda room, data: None, None, prefix, cluster)
     await broker.publish_once(room_id, payload)

@@ -37,7 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from . import BrokerUnavailable
-from .redis import _CONNECTION_ERRORS, RedisBroker, _close_quietly, _SubscriptionLost, log
+from .redis import _CONNECTION_ERRORS, RedisBroker, _close_quietly, _SubscriptionLost
 from .redis_connect import make_client
 
 NodeClient = Callable[[str, int], Redis]
@@ -333,6 +333,3 @@ class RedisClusterBroker(RedisBroker):
                     self._probe_token = None
             return
         super()._handle(message)
-
-
-__all__ = ["RedisClusterBroker", "ShardedPubSub", "hash_tag", "log"]

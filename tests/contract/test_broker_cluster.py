@@ -14,7 +14,13 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from chatroom_server.pubsub import CONTROL_ROOM, make_broker, publish_once, redis_refusal
+from chatroom_server.pubsub import (
+    CONTROL_ROOM,
+    BrokerUnavailable,
+    make_broker,
+    publish_once,
+    redis_refusal,
+)
 from chatroom_server.pubsub.limits_redis import RedisLimits
 from chatroom_server.pubsub.presence import Entry
 from chatroom_server.pubsub.redis import RedisBroker
@@ -206,6 +212,11 @@ async def test_the_wrong_mode_is_refused_and_not_healthy(
     assert await redis_refusal(redis_cluster.url, cluster=True) is None
     assert await redis_refusal(SHARED_REDIS, cluster=False) is None
     assert await redis_refusal("redis://127.0.0.1:1/0", cluster=True) is None  # unreachable
+    # The admin CLI's announcement would not be heard: it says why instead.
+    with pytest.raises(BrokerUnavailable, match="is a Redis Cluster node"):
+        await publish_once(redis_cluster.url, CONTROL_ROOM, "x", prefix(), cluster=False)
+    with pytest.raises(BrokerUnavailable, match="is not a cluster node"):
+        await publish_once(SHARED_REDIS, CONTROL_ROOM, "x", prefix(), cluster=True)
 
     plain = RedisBroker(redis_cluster.url, Recorder(), None, prefix(), backoff_cap=0.1)
     sharded = RedisClusterBroker(SHARED_REDIS, Recorder(), None, prefix(), backoff_cap=0.1)
