@@ -188,10 +188,13 @@ class ShardedPubSub:
                 if message is None:
                     continue
                 kind, channel = message["type"], message["channel"]
+                # Told apart from plain pub/sub by type only: RedisBroker reads these names.
                 if kind == "smessage":
-                    self._queue.put_nowait({**message, "type": "message"})
+                    message["type"] = "message"
+                    self._queue.put_nowait(message)
                 elif kind == "ssubscribe":
-                    self._queue.put_nowait({**message, "type": "subscribe"})
+                    message["type"] = "subscribe"
+                    self._queue.put_nowait(message)
                 elif kind == "sunsubscribe":
                     left = self._leaving.pop(channel, 0)
                     if left == 0:
