@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,6 +25,8 @@ from chatroom_server.db import apply_migrations
 from ..conftest import (
     SHARED_REDIS,
     TIMEOUT,
+    auth,
+    close_code,
     eventually,
     fresh_pg_database,
     make_settings,
@@ -35,7 +38,7 @@ from ..conftest import (
 from ..redis_cluster import LocalCluster, own_redis_cluster, redis_cluster  # noqa: F401
 from .conftest import ServeProcess
 from .test_redis_auth import chat_across, readyz
-from .test_scaleout import POLL, WAIT, create_room, host_env, signup, ws
+from .test_scaleout import POLL, WAIT, create_room, host_env, presence, signup, ws
 
 
 @pytest.fixture
@@ -70,6 +73,31 @@ async def test_two_hosts_chat_and_share_presence_on_a_cluster(
     await chat_across(a, b)  # a message and presence (2 connections) cross hosts
     for host in (a, b):
         assert "Traceback" not in host.output()
+
+
+async def test_a_logout_on_one_host_closes_the_socket_on_the_other(
+    tmp_path: Path,
+    processes: list[ServeProcess],
+    pg_url: str,
+    redis_cluster: LocalCluster,  # noqa: F811
+) -> None:
+    """The control room (revocations, room events, reads) crosses hosts on a cluster too."""
+    _, (a, b) = await cluster_hosts(processes, tmp_path, pg_url, redis_cluster.url, 2)
+    _, token = await signup(a.base, "roaming")
+    rid = await create_room(a.base, token)
+    async with ws(b, rid, token) as on_b:
+
+        async def joined() -> bool:
+            return bool((await presence(a.base, token, rid))["connections"] == 1)
+
+        await eventually(joined, "the socket on host b in presence", WAIT, POLL)
+        started = time.monotonic()
+        async with httpx.AsyncClient(base_url=a.base, timeout=TIMEOUT) as http:
+            res = await http.post("/v1/api/auth/logout", headers=auth(token))
+            assert res.status_code == 204
+        assert await close_code(on_b) == 1008
+        # Heard through the cluster, not found by host b's periodic re-check (5 s).
+        assert time.monotonic() - started < 2.0
 
 
 async def bodies(sock: Any, count: int) -> list[dict[str, Any]]:
