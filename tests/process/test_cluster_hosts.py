@@ -48,12 +48,14 @@ async def pg_url() -> AsyncIterator[str]:
 
 
 async def cluster_hosts(
-    processes: list[ServeProcess], tmp_path: Path, db: str, url: str, count: int
+    processes: list[ServeProcess], tmp_path: Path, db: str, url: str, *extras: tuple[str, ...]
 ) -> tuple[str, list[ServeProcess]]:
+    """One host per item of `extras` (its extra flags), all with --redis-cluster."""
     prefix = f"test-{uuid.uuid4().hex}"
     hosts = []
-    for i in range(count):
-        flags = ("--redis-url", url, "--redis-cluster") + (() if i == 0 else ("--no-migrate",))
+    for i, extra in enumerate(extras):
+        flags = ("--redis-url", url, "--redis-cluster", *extra)
+        flags += () if i == 0 else ("--no-migrate",)
         host = ServeProcess(db, tmp_path, *flags, env=host_env(prefix))
         processes.append(host)
         await host.ready()
@@ -61,13 +63,15 @@ async def cluster_hosts(
     return prefix, hosts
 
 
-async def test_two_hosts_chat_and_share_presence_on_a_cluster(
+async def test_two_hosts_one_with_two_workers_chat_and_share_presence_on_a_cluster(
     tmp_path: Path,
     processes: list[ServeProcess],
     pg_url: str,
     redis_cluster: LocalCluster,  # noqa: F811
 ) -> None:
-    _, (a, b) = await cluster_hosts(processes, tmp_path, pg_url, redis_cluster.url, 2)
+    _, (a, b) = await cluster_hosts(
+        processes, tmp_path, pg_url, redis_cluster.url, (), ("--workers", "2")
+    )
     for host in (a, b):
         assert (await readyz(host)).status_code == 200
     await chat_across(a, b)  # a message and presence (2 connections) cross hosts
@@ -82,7 +86,7 @@ async def test_a_logout_on_one_host_closes_the_socket_on_the_other(
     redis_cluster: LocalCluster,  # noqa: F811
 ) -> None:
     """The control room (revocations, room events, reads) crosses hosts on a cluster too."""
-    _, (a, b) = await cluster_hosts(processes, tmp_path, pg_url, redis_cluster.url, 2)
+    _, (a, b) = await cluster_hosts(processes, tmp_path, pg_url, redis_cluster.url, (), ())
     _, token = await signup(a.base, "roaming")
     rid = await create_room(a.base, token)
     async with ws(b, rid, token) as on_b:
@@ -116,7 +120,7 @@ async def test_a_failover_loses_nothing(
     own_redis_cluster: LocalCluster,  # noqa: F811
 ) -> None:
     cluster = own_redis_cluster
-    prefix, (a, b) = await cluster_hosts(processes, tmp_path, pg_url, cluster.url, 2)
+    prefix, (a, b) = await cluster_hosts(processes, tmp_path, pg_url, cluster.url, (), ())
     _, ann = await signup(a.base, "ann")
     _, bob = await signup(b.base, "bob")
     rid = await create_room(a.base, ann)
