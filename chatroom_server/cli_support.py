@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import ChatError, StorageError
-from .settings import Settings, mask_url
+from .settings import Settings, env_var, mask_url
 
 T = TypeVar("T")
 
@@ -37,11 +37,12 @@ def load_settings(**flags: Any) -> Settings:
 
 
 def run_db(database_url: str, job: Callable[[], Awaitable[T]]) -> T:
-    """Run one database job in a fresh loop, with the connection opened and closed."""
-    from .db import close_database, open_database
+    """Run one database job in a fresh loop, with the connection opened (within
+    db.CONNECT_TIMEOUT seconds) and closed."""
+    from .db import close_database, connect
 
     async def main() -> T:
-        await open_database(database_url)
+        await connect(database_url)
         try:
             return await job()
         finally:
@@ -65,8 +66,29 @@ def describe_db_failure(database_url: str, exc: BaseException) -> str:
     return f"Cannot use the database {mask_url(database_url)}: {detail}"
 
 
+def name_environment_variables(group: click.Group) -> None:
+    """Make each flag that sets a setting name its CHATROOM_* variable in --help.
+
+    Done once over the finished group, so a command added anywhere gets it too.
+    """
+    for command in group.commands.values():
+        for param in command.params:
+            env = env_var(param.name) if param.name else None
+            if not isinstance(param, click.Option) or env is None:
+                continue
+            text = param.help or ""
+            if env in text:
+                continue
+            if "(default " in text:  # "Port (default 8080)." -> "Port (env X; default 8080)."
+                text = text.replace("(default ", f"(env {env}; default ", 1)
+            else:
+                text = f"{text.removesuffix('.')} (env {env}).".lstrip()
+            param.help = text
+
+
 class OneLineErrors(click.Group):
-    """click's own usage errors too are one line on stderr and exit 1 (SPEC 2)."""
+    """click's own usage errors too are one line on stderr and exit 1 (SPEC 2);
+    every flag's help names its environment variable (SPEC 14)."""
 
     def main(
         self,
@@ -76,6 +98,7 @@ class OneLineErrors(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        name_environment_variables(self)
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:

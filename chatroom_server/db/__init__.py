@@ -6,7 +6,13 @@ imported by the real-time layer, which must not load the ORM with it.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from typing import Any
+
+from ..errors import StorageError
+from .checkpoint import sqlite_path
 
 APP_LABEL = "chat"
 MODELS_MODULE = "chatroom_server.db.models"
@@ -64,20 +70,79 @@ def tortoise_config(database_url: str, background_checkpoints: bool = False) -> 
     }
 
 
+# Seconds to open the database and get an answer to one query. A database that
+# takes longer at start-up is treated as unreachable: the CLI says so in one line
+# instead of waiting on the driver's own timeout (asyncpg: 60 s) or forever.
+CONNECT_TIMEOUT = 3.0
+
+
+def check_location(database_url: str) -> None:
+    """Refuse, before connecting, a SQLite file that cannot be there.
+
+    Tortoise keeps its connection lock when the connect fails (a file in a missing
+    directory), and every later query, its migrations' included, waits on it
+    forever: this check is what turns that hang into one line.
+    """
+    path = sqlite_path(database_url)
+    if path is None:
+        return
+    directory = os.path.dirname(path) or "."
+    shown = os.path.abspath(directory)
+    if not os.path.exists(directory):
+        raise StorageError(f"the directory {shown} does not exist (create it first)")
+    if not os.path.isdir(directory):
+        raise StorageError(f"{shown} is not a directory")
+    if os.path.isdir(path):
+        raise StorageError(f"{os.path.abspath(path)} is a directory, not a database file")
+    if not os.path.exists(path) and not os.access(directory, os.W_OK | os.X_OK):
+        raise StorageError(f"cannot create the database file in {shown}: permission denied")
+
+
 async def open_database(
     database_url: str, background_checkpoints: bool = False, **init_options: Any
 ) -> None:
     """Open the ORM's connections; `init_options` go to Tortoise.init (see web/internals/orm.py)."""
     from tortoise import Tortoise
 
+    check_location(database_url)
     config = tortoise_config(database_url, background_checkpoints)
     await Tortoise.init(config=config, **init_options)
+
+
+async def connect(database_url: str, timeout: float = CONNECT_TIMEOUT, **options: Any) -> None:
+    """open_database and one query, within `timeout` seconds, or StorageError.
+
+    On any failure the connections are closed again.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            await open_database(database_url, **options)
+            await ping()
+    except TimeoutError:
+        await _close_quietly()
+        raise StorageError(f"no answer within {timeout:g} seconds") from None
+    except BaseException:
+        await _close_quietly()
+        raise
+
+
+async def reachable(database_url: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Raise (StorageError or the driver's error) unless the database answers in time."""
+    await connect(database_url, timeout)
+    await close_database()
 
 
 async def close_database() -> None:
     from tortoise import Tortoise
 
     await Tortoise.close_connections()
+
+
+async def _close_quietly() -> None:
+    # After a failed or abandoned connect: closing is tidying up, never a new error.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await close_database()
 
 
 # For Tortoise's own CLI (`tortoise -c chatroom_server.db.TORTOISE_ORM makemigrations`),
@@ -90,6 +155,7 @@ async def apply_migrations(database_url: str) -> list[str]:
     from tortoise import Tortoise
     from tortoise.migrations.api import migrate
 
+    await reachable(database_url)  # Tortoise's migrate() would wait forever on some failures
     applied: list[str] = []
 
     def progress(event: str, app_label: str, name: str) -> None:
@@ -117,6 +183,7 @@ async def pending_migrations(database_url: str) -> list[str]:
     from tortoise.connection import get_connection
     from tortoise.migrations.executor import MigrationExecutor
 
+    await reachable(database_url)
     config = tortoise_config(database_url)
     await Tortoise.init(config=config, init_connections=False)
     try:
