@@ -23,6 +23,7 @@ from . import __version__
 from .cli_admin import COMMANDS as admin_commands
 from .cli_support import (
     OneLineErrors,
+    check_ports,
     database_option,
     describe_db_failure,
     fail,
@@ -121,6 +122,7 @@ def serve(no_migrate: bool, **flags: Any) -> None:
             "--workers above 1 needs --redis-url: each worker is a separate process, "
             "and without Redis every room would be split between them."
         )
+    check_ports(settings)
     if not no_migrate:
         for name in migrate_database(settings.database_url):
             click.echo(f"Applied migration {name}")

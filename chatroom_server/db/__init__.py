@@ -72,8 +72,11 @@ def tortoise_config(database_url: str, background_checkpoints: bool = False) -> 
 
 # Seconds to open the database and get an answer to one query. A database that
 # takes longer at start-up is treated as unreachable: the CLI says so in one line
-# instead of waiting on the driver's own timeout (asyncpg: 60 s) or forever.
-CONNECT_TIMEOUT = 3.0
+# instead of waiting on the driver's own timeout (asyncpg: 60 s) or forever. The
+# SPEC wants that line within 5 s of the command starting, and starting (Python,
+# the ORM's imports) alone took 2-2.6 s on the loaded 2-core test machine: 3 s here
+# made 4.5-4.8 s in all. A healthy PostgreSQL answers in milliseconds.
+CONNECT_TIMEOUT = 2.0
 
 
 def check_location(database_url: str) -> None:

@@ -112,7 +112,7 @@ def test_the_table_covers_every_command() -> None:
         ("sqlite://{tmp}/missing/dir/db.sqlite3", "missing/dir does not exist"),
         ("sqlite://missing/dir/db.sqlite3", "missing/dir does not exist"),
         ("postgres://postgres@127.0.0.1:{closed}/chat", "Cannot use the database postgres://"),
-        ("{silent}", "no answer within 3 seconds"),
+        ("{silent}", "no answer within 2 seconds"),
     ],
     ids=["sqlite-missing-dir", "sqlite-missing-relative-dir", "postgres-refused", "silent"],
 )
@@ -188,6 +188,11 @@ ERRORS = {
     "port-too-large": (["serve", "--port", "70000", "--database-url", "{db}"], {}, "65535"),
     "no-workers": (["serve", "--workers", "0", "--database-url", "{db}"], {}, "WORKERS"),
     "workers-without-redis": (["serve", "--workers", "2", "--database-url", "{db}"], {}, "redis"),
+    "address-not-here": (
+        ["serve", "--host", "192.0.2.1", "--database-url", "{db}"],
+        {},
+        "Cannot listen on 192.0.2.1:8080",
+    ),
     "bad-log-level": (["serve", "--log-level", "LOUD", "--database-url", "{db}"], {}, "LOUD"),
     "bad-env-value": (["serve", "--database-url", "{db}"], {"CHATROOM_PORT": "x"}, "PORT"),
     "bad-env-bool": (["serve", "--database-url", "{db}"], {"CHATROOM_DEV": "maybe"}, "DEV"),
