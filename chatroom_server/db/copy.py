@@ -53,7 +53,7 @@ def models_in_order() -> list[type[Model]]:
                 "give the link a model of its own."
             )
         for name in sorted(meta.fk_fields | meta.o2o_fields):
-            related = meta.fields_map[name].related_model
+            related: type[Model] = meta.fields_map[name].related_model  # type: ignore[attr-defined]
             if related is not model:  # a row pointing at its own table: pk order
                 visit(related, (*path, model))
         ordered.append(model)
