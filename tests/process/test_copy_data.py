@@ -184,6 +184,7 @@ async def test_sqlite_to_postgres_keeps_logins_tokens_history_cursors_and_unread
     tmp_path: Path,
 ) -> None:
     source = tmp_path / "old.sqlite3"
+    await apply_migrations(f"sqlite://{source}")
     server, stop = await start_server(make_settings(f"sqlite://{source}"))
     try:
         s = await seed(server)
@@ -235,6 +236,7 @@ def before_unread(seen: dict[str, Any], s: Seeded) -> int:
 
 async def test_sqlite_to_sqlite_in_batches(tmp_path: Path, monkeypatch: Any) -> None:
     source, target = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"
+    await apply_migrations(f"sqlite://{source}")
     server, stop = await start_server(make_settings(f"sqlite://{source}"))
     try:
         await seed(server)
@@ -329,6 +331,7 @@ def test_a_failed_copy_leaves_the_target_empty_to_run_again(tmp_path: Path) -> N
 async def test_postgres_sequences_continue_after_the_copied_ids(tmp_path: Path) -> None:
     """Every generated key's sequence, not only the messages': a new user, room, member."""
     source = tmp_path / "a.sqlite3"
+    await apply_migrations(f"sqlite://{source}")
     server, stop = await start_server(make_settings(f"sqlite://{source}"))
     try:
         await seed(server)
