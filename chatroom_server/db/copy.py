@@ -15,8 +15,7 @@ transaction on the target: a copy that fails leaves it empty, to run again.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 from tortoise import Tortoise, connections
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -64,7 +63,7 @@ def models_in_order() -> list[type[Model]]:
 
 
 async def open_both(source_url: str, target_url: str) -> None:
-    """The ORM with two connections: models read from one and are written to the other."""
+    """The ORM's two connections, and its models' metadata (fields, keys, tables)."""
     config = {
         "connections": {
             SOURCE: connection_url(source_url),
@@ -80,11 +79,13 @@ async def open_both(source_url: str, target_url: str) -> None:
 async def tables_with_rows() -> list[str]:
     """The target's tables that have a row (the copy goes only into an empty database)."""
     target = connections.get(TARGET)
-    return [
-        model._meta.db_table
-        for model in models_in_order()
-        if await model.all().using_db(target).exists()
-    ]
+    full = []
+    for model in models_in_order():
+        table = model._meta.db_table
+        _, rows = await target.execute_query(f'SELECT 1 FROM "{table}" LIMIT 1')
+        if rows:
+            full.append(table)
+    return full
 
 
 async def copy_rows(progress: Progress) -> int:
@@ -105,26 +106,32 @@ async def copy_rows(progress: Progress) -> int:
 async def _copy_model(
     model: type[Model], src: BaseDBAsyncClient, dst: BaseDBAsyncClient, progress: Progress
 ) -> int:
+    """Plain SQL on each side in its own dialect (the ORM's queries take the default
+    connection's), the values converted by the model's fields: read as the ORM reads
+    them, written as it writes them."""
     meta = model._meta
     table = meta.db_table
     names = list(meta.fields_db_projection)  # every field that is a column
     fields = [meta.fields_map[name] for name in names]
+    columns = [meta.fields_db_projection[name] for name in names]
     pk_at = names.index(meta.pk_attr)
-    insert = _insert_sql(table, [meta.fields_db_projection[n] for n in names], dst)
+    first, after = _select_sql(table, columns, columns[pk_at], src)
+    insert = _insert_sql(table, columns, dst)
     copied, last = 0, None
     while True:
-        query = model.all().using_db(src)
-        if last is not None:
-            query = query.filter(**{f"{meta.pk_attr}__gt": last})
         try:
-            rows: Sequence[Sequence[Any]] = (
-                await query.order_by(meta.pk_attr).limit(BATCH).values_list(*names)
+            _, rows = await (
+                src.execute_query(first) if last is None else src.execute_query(after, [last])
             )
             if not rows:
                 break
             # Passing the class, not a row: no auto_now field stamps "now" over the value.
             values = [
-                [f.to_db_value(v, model) for f, v in zip(fields, row, strict=True)] for row in rows
+                [
+                    f.to_db_value(f.to_python_value(v), model)
+                    for f, v in zip(fields, row, strict=True)
+                ]
+                for row in rows
             ]
             await dst.execute_many(insert, values)
         except (BaseORMException, ValueError, OSError) as exc:
@@ -137,6 +144,15 @@ async def _copy_model(
             break
     progress(f"{table}: {copied} copied")
     return copied
+
+
+def _select_sql(table: str, columns: list[str], pk: str, src: BaseDBAsyncClient) -> tuple[str, str]:
+    """The first page, and the page after a key (keyset paging: no OFFSET to rescan)."""
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    select = f'SELECT {quoted} FROM "{table}"'
+    order = f' ORDER BY "{pk}" LIMIT {int(BATCH)}'
+    mark = "$1" if src.capabilities.dialect == "postgres" else "?"
+    return select + order, f'{select} WHERE "{pk}" > {mark}{order}'
 
 
 def _insert_sql(table: str, columns: list[str], dst: BaseDBAsyncClient) -> str:

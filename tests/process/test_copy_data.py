@@ -328,9 +328,10 @@ def test_a_failed_copy_leaves_the_target_empty_to_run_again(tmp_path: Path) -> N
     assert "sessions: 1 copied" in out
 
 
-async def test_postgres_sequences_continue_after_the_copied_ids(tmp_path: Path) -> None:
-    """Every generated key's sequence, not only the messages': a new user, room, member."""
-    source = tmp_path / "a.sqlite3"
+async def test_postgres_sequences_continue_and_postgres_copies_back(tmp_path: Path) -> None:
+    """Every generated key's sequence moves past the copied IDs, not only the messages';
+    and PostgreSQL is a source too (read in one REPEATABLE READ snapshot)."""
+    source, back = tmp_path / "a.sqlite3", tmp_path / "back.sqlite3"
     await apply_migrations(f"sqlite://{source}")
     server, stop = await start_server(make_settings(f"sqlite://{source}"))
     try:
@@ -348,3 +349,7 @@ async def test_postgres_sequences_continue_after_the_copied_ids(tmp_path: Path) 
                 assert await conn.fetchval("SELECT nextval($1)", seq) == top + 1, table
         finally:
             await conn.close()
+        code, out, err = await run_copy(pg, f"sqlite://{back}", tmp_path)
+        assert code == 0, err
+        assert "messages: 6 copied" in out.splitlines()
+    await assert_every_model_copied(source, f"sqlite://{back}")
