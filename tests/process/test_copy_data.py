@@ -191,6 +191,11 @@ async def test_sqlite_to_postgres_keeps_logins_tokens_history_cursors_and_unread
         before = await view(server, s)
     finally:
         await stop()
+    # Not a comparison of two failures: the old tokens work, bans hold, recovery
+    # carries the edit and the delete.
+    assert before["bob /rooms"][0] == 200
+    assert before[f"carol /rooms/{s.lobby}/messages"][0] == 403
+    assert {"message", "edit", "delete"} <= {f["Event"] for f in before["replay v2"]}
     with contextlib.closing(sqlite3.connect(source)) as db:
         (last_id,) = db.execute("SELECT MAX(id) FROM messages").fetchone()
 
