@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from tortoise import Tortoise, connections
 
 from chatroom_server.cli import main
-from chatroom_server.db import MODELS_MODULE, apply_migrations
+from chatroom_server.db import MODELS_MODULE, apply_migrations, tortoise_config
 from chatroom_server.db import copy as copy_module
 from chatroom_server.services.data_copy import copy_data
 
@@ -358,3 +358,16 @@ async def test_postgres_sequences_continue_and_postgres_copies_back(tmp_path: Pa
         assert code == 0, err
         assert "messages: 6 copied" in out.splitlines()
     await assert_every_model_copied(source, f"sqlite://{back}")
+
+
+async def test_every_model_comes_after_the_models_it_points_to() -> None:
+    await Tortoise.init(config=tortoise_config("sqlite://:memory:"))
+    try:
+        order = copy_module.models_in_order()
+        assert set(order) == set(Tortoise.apps["chat"].values())
+        for at, model in enumerate(order):
+            for name in model._meta.fk_fields | model._meta.o2o_fields:
+                related = model._meta.fields_map[name].related_model
+                assert order.index(related) < at, (model.__name__, name)
+    finally:
+        await Tortoise.close_connections()
