@@ -21,10 +21,11 @@ from .settings import mask_url
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
 @database_option
 def backup(path: Path, force: bool, database_url: str | None) -> None:
-    """Copy the SQLite database to the file PATH, consistently, while servers run.
+    """Back up the SQLite database to PATH, live.
 
-    Uses SQLite's online backup API; the copy is checked (integrity_check) before
-    it is moved to PATH. For PostgreSQL, use pg_dump.
+    A consistent copy while servers run, with SQLite's online backup API; it is
+    checked (integrity_check) before it is moved to PATH. For PostgreSQL, use
+    pg_dump.
     """
     from .db.backup import backup_sqlite
 
@@ -75,11 +76,12 @@ def _checked_url(flag: str, url: str) -> str:
     help="An empty database (migrated first); refused if any table has a row.",
 )
 def copy_data(source: str, target: str) -> None:
-    """Copy every row into an empty database, e.g. SQLite to PostgreSQL.
+    """Copy everything into an empty database.
 
-    Users, sessions, rooms, members, bans, mutes, messages with their IDs and
-    order, edits and deletes, read markers and the signing secret: afterwards the
-    same logins, tokens, history and `since` cursors work against the new one.
+    Typically from SQLite to PostgreSQL. Users, sessions, rooms, members, bans,
+    mutes, messages with their IDs and order, edits and deletes, read markers and
+    the signing secret: afterwards the same logins, tokens, history and `since`
+    cursors work against the new one.
     """
     from .services.data_copy import copy_data as run_copy
 
