@@ -1,6 +1,6 @@
 """`copy-data`: move everything to another database, typically SQLite to PostgreSQL.
 
-The rules around the copy (db/copy.py does the rows): the source must be a
+The rules around the copy (db/copy_rows.py does the rows): the source must be a
 database of this version (no pending migration) and is only read; the target is
 migrated first and must then be empty, so nothing in it is ever overwritten or
 mixed with copied rows. Afterwards the same logins, tokens (the signing secret
@@ -17,7 +17,7 @@ import os
 from collections.abc import Iterator
 
 from ..db import apply_migrations, close_database, pending_migrations
-from ..db import copy as rows
+from ..db import copy_rows as rows
 from ..db.checkpoint import sqlite_path
 from ..errors import BadRequest, ChatError, Conflict, NotFound, StorageError
 from ..settings import mask_url

@@ -23,7 +23,7 @@ from tortoise import Tortoise, connections
 
 from chatroom_server.cli import main
 from chatroom_server.db import MODELS_MODULE, apply_migrations, tortoise_config
-from chatroom_server.db import copy as copy_module
+from chatroom_server.db import copy_rows as copy_module
 from chatroom_server.services.data_copy import copy_data
 
 from ..conftest import (
