@@ -21,6 +21,7 @@ import click
 
 from . import __version__
 from .cli_admin import COMMANDS as admin_commands
+from .cli_data import COMMANDS as data_commands
 from .cli_support import (
     OneLineErrors,
     check_ports,
@@ -273,7 +274,7 @@ def delete_room(room_id: int, database_url: str | None) -> None:
     click.echo(f"Deleted room {room.id}: {room.name}")
 
 
-for command in admin_commands:
+for command in (*admin_commands, *data_commands):
     main.add_command(command)
 
 
