@@ -30,6 +30,7 @@ from .cli_support import (
     fail,
     load_settings,
     run_db,
+    start_up_deadline,
 )
 from .errors import ConfigError
 from .settings import Settings
@@ -281,7 +282,8 @@ for command in (*admin_commands, *data_commands):
 def run() -> None:
     """Entry point that also turns Ctrl-C into a quiet exit."""
     try:
-        main(standalone_mode=True)
+        with start_up_deadline():
+            main(standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)
     except ConfigError as exc:
