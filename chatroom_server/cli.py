@@ -21,14 +21,17 @@ import click
 
 from . import __version__
 from .cli_admin import COMMANDS as admin_commands
+from .cli_data import COMMANDS as data_commands
 from .cli_support import (
     OneLineErrors,
+    check_ports,
     check_redis,
     database_option,
     describe_db_failure,
     fail,
     load_settings,
     run_db,
+    start_up_deadline,
 )
 from .errors import ConfigError
 from .settings import Settings
@@ -128,6 +131,7 @@ def serve(no_migrate: bool, **flags: Any) -> None:
             "--workers above 1 needs --redis-url: each worker is a separate process, "
             "and without Redis every room would be split between them."
         )
+    check_ports(settings)
     check_redis(settings)
     if not no_migrate:
         for name in migrate_database(settings.database_url):
@@ -279,14 +283,15 @@ def delete_room(room_id: int, database_url: str | None) -> None:
     click.echo(f"Deleted room {room.id}: {room.name}")
 
 
-for command in admin_commands:
+for command in (*admin_commands, *data_commands):
     main.add_command(command)
 
 
 def run() -> None:
     """Entry point that also turns Ctrl-C into a quiet exit."""
     try:
-        main(standalone_mode=True)
+        with start_up_deadline():
+            main(standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)
     except ConfigError as exc:

@@ -28,6 +28,7 @@ from ..conftest import (
     auth,
     close_code,
     eventually,
+    free_port,
     fresh_pg_database,
     make_settings,
     recv_json,
@@ -163,7 +164,7 @@ async def test_a_failover_loses_nothing(
 
 def serve_refused(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "chatroom_server", "serve", "--port", "1"]
+        [sys.executable, "-m", "chatroom_server", "serve", "--port", str(free_port())]
         + ["--database-url", f"sqlite://{tmp_path}/refused.sqlite3", *flags],
         capture_output=True,
         text=True,
@@ -197,7 +198,7 @@ async def test_serve_refuses_the_flag_without_a_cluster(tmp_path: Path) -> None:
     # The environment variable is the same switch.
     env_done = await asyncio.to_thread(
         lambda: subprocess.run(
-            [sys.executable, "-m", "chatroom_server", "serve", "--port", "1"]
+            [sys.executable, "-m", "chatroom_server", "serve", "--port", str(free_port())]
             + ["--database-url", f"sqlite://{tmp_path}/refused.sqlite3"]
             + ["--redis-url", SHARED_REDIS],
             capture_output=True,
