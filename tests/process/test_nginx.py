@@ -161,6 +161,27 @@ class Nginx:
 StartNginx = Callable[[list[ServeProcess]], Awaitable[Nginx]]
 
 
+def launch(ports: list[int], work: Path) -> Nginx:
+    """nginx with the committed site config in front of the hosts on `ports`."""
+    work.mkdir()
+    cert, key = certificate(work)
+    http_port, https_port = free_port(), free_port()
+    conf = work / "nginx.conf"
+    conf.write_text(main_config(site_config(ports, http_port, https_port, cert, key), work))
+    command = [str(NGINX), "-p", str(work), "-e", str(work / "error.log"), "-c", str(conf)]
+    checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, f"nginx -t refused the config:\n{checked.stderr}"
+    proc = subprocess.Popen(
+        command,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    trust = ssl.create_default_context(cafile=str(cert))
+    return Nginx(proc, work, http_port, https_port, trust)
+
+
 @pytest.fixture
 def nginx(tmp_path: Path) -> Iterator[StartNginx]:
     """Start nginx with the committed config in front of the given hosts; stopped at the end."""
@@ -169,25 +190,7 @@ def nginx(tmp_path: Path) -> Iterator[StartNginx]:
     started: list[Nginx] = []
 
     async def start(hosts: list[ServeProcess]) -> Nginx:
-        work = tmp_path / "nginx"
-        work.mkdir()
-        cert, key = certificate(work)
-        http_port, https_port = free_port(), free_port()
-        site = site_config([h.port for h in hosts], http_port, https_port, cert, key)
-        conf = work / "nginx.conf"
-        conf.write_text(main_config(site, work))
-        command = [str(NGINX), "-p", str(work), "-e", str(work / "error.log"), "-c", str(conf)]
-        checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
-        assert checked.returncode == 0, f"nginx -t refused the config:\n{checked.stderr}"
-        proc = subprocess.Popen(
-            command,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        trust = ssl.create_default_context(cafile=str(cert))
-        front = Nginx(proc, work, http_port, https_port, trust)
+        front = launch([h.port for h in hosts], tmp_path / "nginx")
         started.append(front)
         await front.ready()
         return front
@@ -247,7 +250,9 @@ async def test_chat_through_nginx_with_users_on_two_hosts(
         res = await bob_http.post(LOGIN, json={"email": "bob@example.com", "password": "password1"})
         assert res.status_code == 200, res.text
         bob = res.json()["token"]
-        res = await alice_http.post("/v1/api/chat/create", json={"name": "lobby"}, headers=auth(alice))
+        res = await alice_http.post(
+            "/v1/api/chat/create", json={"name": "lobby"}, headers=auth(alice)
+        )
         assert res.status_code == 200, res.text
         room_id = int(res.json()["chatRoom"]["ID"])
         assert "max-age" in res.headers["strict-transport-security"]  # added by nginx
@@ -259,7 +264,10 @@ async def test_chat_through_nginx_with_users_on_two_hosts(
         assert moved.headers["location"].startswith("https://")
 
     # Two sockets opened one after the other: nginx's round robin puts them on both hosts.
-    async with front.ws("127.0.0.2", room_id, alice) as on_a, front.ws("127.0.0.3", room_id, bob) as on_b:
+    async with (
+        front.ws("127.0.0.2", room_id, alice) as on_a,
+        front.ws("127.0.0.3", room_id, bob) as on_b,
+    ):
 
         async def one_on_each() -> bool:
             return [await connections(a), await connections(b)] == [1, 1]

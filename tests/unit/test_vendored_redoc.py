@@ -14,9 +14,10 @@ from ..conftest import ROOT
 def test_the_bundle_is_the_pinned_release_with_its_licences() -> None:
     bundle = (openapi.REDOC_DIR / "redoc.standalone.js").read_bytes()
     assert hashlib.sha256(bundle).hexdigest() == openapi.REDOC_SHA256
-    assert f'Version: "{openapi.REDOC_VERSION}"' in (
-        openapi.REDOC_DIR / "redoc.standalone.js.LICENSE.txt"
-    ).read_text()
+    assert (
+        f'Version: "{openapi.REDOC_VERSION}"'
+        in (openapi.REDOC_DIR / "redoc.standalone.js.LICENSE.txt").read_text()
+    )
     assert "MIT License" in (openapi.REDOC_DIR / "LICENSE").read_text()
     readme = (openapi.REDOC_DIR / "README.md").read_text()
     assert openapi.REDOC_SHA256 in readme and f"redoc@{openapi.REDOC_VERSION}" in readme
