@@ -55,9 +55,20 @@ def substitute(text: str, pattern: str, replacement: Any, count: int) -> str:
     return changed
 
 
-def site_config(hosts: list[int], http_port: int, https_port: int, cert: Path, key: Path) -> str:
+def site_config(
+    hosts: list[int],
+    http_port: int,
+    https_port: int,
+    cert: Path,
+    key: Path,
+    read_timeout: int | None = None,
+) -> str:
     """docs/deploy/nginx.conf with loopback ports and the test's certificate."""
     site = CONF.read_text()
+    if read_timeout is not None:
+        site = substitute(
+            site, r"proxy_read_timeout \d+s;", f"proxy_read_timeout {read_timeout}s;", 1
+        )
     site = substitute(site, r"^\s*listen \[::\]:\d+( ssl)?;\n", "", 2)  # no IPv6 here
     site = substitute(site, r"^(\s*)listen 80;", rf"\g<1>listen 127.0.0.1:{http_port};", 1)
     site = substitute(
@@ -158,16 +169,17 @@ class Nginx:
                 self.proc.wait()
 
 
-StartNginx = Callable[[list[ServeProcess]], Awaitable[Nginx]]
+StartNginx = Callable[..., Awaitable[Nginx]]
 
 
-def launch(ports: list[int], work: Path) -> Nginx:
+def launch(ports: list[int], work: Path, read_timeout: int | None = None) -> Nginx:
     """nginx with the committed site config in front of the hosts on `ports`."""
     work.mkdir()
     cert, key = certificate(work)
     http_port, https_port = free_port(), free_port()
+    site = site_config(ports, http_port, https_port, cert, key, read_timeout)
     conf = work / "nginx.conf"
-    conf.write_text(main_config(site_config(ports, http_port, https_port, cert, key), work))
+    conf.write_text(main_config(site, work))
     command = [str(NGINX), "-p", str(work), "-e", str(work / "error.log"), "-c", str(conf)]
     checked = subprocess.run([*command, "-t"], capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, f"nginx -t refused the config:\n{checked.stderr}"
@@ -189,8 +201,9 @@ def nginx(tmp_path: Path) -> Iterator[StartNginx]:
         service_missing(f"nginx at {NGINX} (apt-get install nginx)")
     started: list[Nginx] = []
 
-    async def start(hosts: list[ServeProcess]) -> Nginx:
-        front = launch([h.port for h in hosts], tmp_path / "nginx")
+    async def start(hosts: list[ServeProcess], read_timeout: int | None = None) -> Nginx:
+        work = tmp_path / f"nginx{len(started)}"
+        front = launch([h.port for h in hosts], work, read_timeout)
         started.append(front)
         await front.ready()
         return front
@@ -279,6 +292,29 @@ async def test_chat_through_nginx_with_users_on_two_hosts(
         await on_b.send(json.dumps({"chatMessage": "and back"}))
         assert await next_message(on_a) == "and back"
     assert "[error]" not in front.log() and "[crit]" not in front.log(), front.log()
+
+
+async def test_pings_keep_an_idle_websocket_open_through_nginx(
+    tmp_path: Path,
+    processes: list[ServeProcess],
+    pg_url: str,
+    redis_url: str,
+    nginx: StartNginx,
+) -> None:
+    """The file's 75 s read timeout over the default 20 s pings, scaled down: pings every
+    second, nginx's read timeout 3 s. A socket that says nothing for twice that is open.
+    (With pings every 20 s instead, nginx closes it: this test then fails.)"""
+    env = {**BEHIND_NGINX, "CHATROOM_PING_INTERVAL": "1"}
+    (host,) = await start_hosts(processes, tmp_path, pg_url, redis_url, (), env=env)
+    front = await nginx([host, host], read_timeout=3)
+    async with front.client("127.0.0.2") as http:
+        token = await signup(http, "quiet")
+        res = await http.post("/v1/api/chat/create", json={"name": "quiet"}, headers=auth(token))
+        room_id = int(res.json()["chatRoom"]["ID"])
+    async with front.ws("127.0.0.2", room_id, token) as idle:
+        await asyncio.sleep(6)  # the idle time is what is under test, not a wait for an event
+        await idle.send(json.dumps({"chatMessage": "still here"}))
+        assert await next_message(idle) == "still here"
 
 
 async def test_the_address_nginx_forwards_reaches_the_per_address_limits(
