@@ -170,7 +170,7 @@ async def broker_cost(url: str, messages: int) -> dict[str, Any]:
                     frame = protocol.message_frame(m)
                     items.append((room, protocol.bus_message(m, frame)))
                 if new_road:
-                    await broker.publish_many(items, echo=False)  # type: ignore[call-arg]
+                    await broker.publish_many(items, echo=False)
                 else:
                     await broker.publish_many(items)
             # Everything published has come back (Redis keeps one connection's order).
