@@ -172,6 +172,23 @@ async def test_concurrent_batches_over_many_rooms_keep_each_room_in_order(
         assert [m.id for m in page.messages] == [m.id for m in mine]
 
 
+async def test_a_gone_room_in_a_batch_without_client_ids(store: MessageStore) -> None:
+    """The one-statement road (no client IDs): a deleted room's draft is refused, the
+    others are stored and numbered as if it were not there."""
+    who = await new_author()
+    room = await room_service.create_room("general")
+    gone = await room_service.create_room("gone")
+    await room_service.delete_room(gone.id)
+    first, lost, second = await store.store_batch(
+        [Draft(room, who, "a"), Draft(gone, who, "lost"), Draft(room, who, "b")]
+    )
+    assert isinstance(lost, NotFound)
+    assert isinstance(first, tuple) and isinstance(second, tuple)
+    assert [(m.seq, m.text) for m in (first[0], second[0])] == [(1, "a"), (2, "b")]
+    assert first[0].id < second[0].id
+    assert await store.last_seq(gone.id) == 0 and await store.last_seq(room.id) == 2
+
+
 async def test_a_resend_inside_a_batch_of_new_messages(store: MessageStore) -> None:
     """A client ID stored before, in a batch with new ones: the original comes back,
     the others are stored, numbered as if the resend were not there."""
