@@ -13,12 +13,14 @@ saw (each room's last seq; a room not returned is gone) and must arrive at the
 very rows the statement numbered. What one statement cannot decide is a resend
 (a client message ID already stored, or twice in the batch): a batch with a
 repeated ID, or whose insert hits the (room, user, client ID) unique key, takes
-the transaction road instead (lock, look up the originals, plan, insert): four
-round trips, rare (a client resends after a reconnect).
+the transaction road instead (BEGIN, lock, look up the originals, insert,
+COMMIT: five round trips after the failed one), which is rare: a client resends
+after a reconnect.
 
-Measured by benchmarks/store_cost.py: the ORM road this replaces (bulk_create,
-a prepared UPDATE per room, reading the IDs back) cost about NNN us of CPU per
-message; this costs MMM.
+The ORM road this replaces (BEGIN, lock, bulk_create, a prepared UPDATE per
+room, reading the IDs back, COMMIT) cost this process 2.5 to 7 times the CPU per
+message, and several times the wall time (benchmarks/store_cost.py; the figures
+are in benchmarks/README.md, "Production path").
 """
 
 from __future__ import annotations
