@@ -32,8 +32,8 @@ log = logging.getLogger("chatroom_server.pubsub")
 _CONNECTION_ERRORS = (RedisError, OSError)  # OSError includes the builtin TimeoutError
 
 # Payloads published here with echo=False and not heard back yet, at most this many:
-# past it the oldest are forgotten (their echo, should it come, goes to deliver,
-# which takes duplicates). Only a lost echo without a lost connection leaves one.
+# past it they are forgotten (their echoes, should they come, go to deliver, which
+# takes duplicates). Only an echo lost without a lost connection stays behind.
 MAX_ECHOES = 65536
 
 
@@ -79,8 +79,8 @@ class RedisBroker:
         self._confirmations: dict[str, deque[asyncio.Future[None]]] = {}
         self._probe_token: str | None = None
         self._drop_reason: str | None = None
-        # Our own payloads on their way back (publish_many with echo=False), as an
-        # ordered set: recognised by one hash lookup, before anything else is done.
+        # Our own payloads on their way back (publish_many with echo=False), as a
+        # set: recognised by one hash lookup, before anything else is done.
         self._echoes: dict[str, None] = {}
 
     @property
@@ -183,8 +183,7 @@ class RedisBroker:
             if expect and room_id in wanted:
                 echoes[payload] = None  # before the await: the echo may come back first
         if len(echoes) > MAX_ECHOES:
-            for old in list(echoes)[: len(echoes) - MAX_ECHOES]:
-                del echoes[old]
+            echoes.clear()
         try:
             await pipe.execute()
         except _CONNECTION_ERRORS as exc:
