@@ -55,9 +55,14 @@ class Broker(Protocol):
         Raises BrokerUnavailable when it could not be sent.
         """
 
-    async def publish_many(self, items: Sequence[tuple[int, str]]) -> None:
+    async def publish_many(self, items: Sequence[tuple[int, str]], echo: bool = True) -> None:
         """Publish several (room ID, payload) pairs, in order, in one round trip.
 
+        With `echo` False the caller has delivered them in this process already:
+        the broker spares this process its own payloads when they come back (best
+        effort: after a reconnect one may still come, so `deliver` must take a
+        duplicate; the relay's sequencer drops it by seq). Only for payloads no
+        other process publishes (a stored row's, which carries its unique ID).
         Raises BrokerUnavailable when they could not all be sent.
         """
 

@@ -31,6 +31,11 @@ log = logging.getLogger("chatroom_server.pubsub")
 
 _CONNECTION_ERRORS = FAILURES  # redis-py's errors and OSError (the builtin TimeoutError)
 
+# Payloads published here with echo=False and not heard back yet, at most this many:
+# past it they are forgotten (their echoes, should they come, go to deliver, which
+# takes duplicates). Only an echo lost without a lost connection stays behind.
+MAX_ECHOES = 65536
+
 
 class _SubscriptionLost(Exception):
     """The subscriber connection may be deaf: start over."""
@@ -82,6 +87,9 @@ class RedisBroker:
         self._probe_token: str | None = None
         self._drop_reason: str | None = None
         self._wrong_mode: str | None = None  # logged once, not on every retry
+        # Our own payloads on their way back (publish_many with echo=False), as a
+        # set: recognised by one hash lookup, before anything else is done.
+        self._echoes: dict[str, None] = {}
 
     @property
     def healthy(self) -> bool:
@@ -115,6 +123,7 @@ class RedisBroker:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._healthy = False
         self._wanted.clear()
+        self._echoes.clear()
         self._release_confirmations()
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
@@ -171,18 +180,31 @@ class RedisBroker:
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
 
-    async def publish_many(self, items: Sequence[tuple[int, str]]) -> None:
+    async def publish_many(self, items: Sequence[tuple[int, str]], echo: bool = True) -> None:
         client = self._client
         if client is None:
             raise BrokerUnavailable("the Redis broker is not connected")
         # One pipeline (not a transaction): one round trip, PUBLISHes in order.
         pipe = client.pipeline(transaction=False)
+        expect = not echo and self._live_pubsub() is not None
+        echoes, wanted = self._echoes, self._wanted
         for room_id, payload in items:
-            pipe.publish(self._room_channel(room_id), payload)
+            self._queue_publish(pipe, self._room_channel(room_id), payload)
+            if expect and room_id in wanted:
+                echoes[payload] = None  # before the await: the echo may come back first
+        if len(echoes) > MAX_ECHOES:
+            echoes.clear()
         try:
             await pipe.execute()
         except _CONNECTION_ERRORS as exc:
+            if expect:
+                for _, payload in items:
+                    echoes.pop(payload, None)
             raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+
+    def _queue_publish(self, pipe: Any, channel: str, payload: str) -> None:
+        """Add one publish to a pipeline (the cluster's broker sends SPUBLISH)."""
+        pipe.publish(channel, payload)
 
     async def publish_once(self, room_id: int, payload: str) -> None:
         """Publish one payload with no subscriber and no listener: for a process that
@@ -257,6 +279,8 @@ class RedisBroker:
         if kind != "message":
             return
         data: str = message["data"]
+        if self._echoes and self._echoes.pop(data, 0) is None:
+            return  # our own publish, delivered here already
         if channel == self._probe_channel:
             if data == self._probe_token:
                 self._probe_token = None
@@ -282,6 +306,7 @@ class RedisBroker:
         self._healthy = False
         if self._pubsub is pubsub:
             self._pubsub = None
+        self._echoes.clear()  # what was on its way may never come back
         self._release_confirmations()
         await _close_quietly(pubsub)
 

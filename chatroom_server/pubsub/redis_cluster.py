@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -292,16 +292,10 @@ class RedisClusterBroker(RedisBroker):
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
 
-    async def publish_many(self, items: Sequence[tuple[int, str]]) -> None:
-        client = self._cluster(self._client)
-        # A cluster pipeline sends each master its commands in one round trip, in order.
-        pipe = client.pipeline(transaction=False)
-        for room_id, payload in items:
-            pipe.spublish(self._room_channel(room_id), payload)
-        try:
-            await pipe.execute()
-        except _CONNECTION_ERRORS as exc:
-            raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+    # publish_many is RedisBroker's (its echo bookkeeping included): a cluster pipeline
+    # sends each master its commands in one round trip, in order.
+    def _queue_publish(self, pipe: Any, channel: str, payload: str) -> None:
+        pipe.spublish(channel, payload)
 
     async def publish_once(self, room_id: int, payload: str) -> None:
         client = self._cluster(self._make_client(Retry(NoBackoff(), 0)))

@@ -249,6 +249,46 @@ async def test_prefixes_are_isolated(new_redis_broker: BrokerFactory) -> None:
     assert second.room(1) == ["only b", "sentinel b"]
 
 
+async def test_publish_many_without_echo_spares_only_the_publisher(
+    new_broker: BrokerFactory,
+) -> None:
+    """echo=False: the caller delivered them itself; its broker does not hand them back,
+    and what it publishes with an echo (or others publish) still comes, in order."""
+    rec = Recorder()
+    broker = await new_broker(rec)
+    await broker.subscribe(1)
+    await broker.publish_many([(1, f"own {i}") for i in range(20)], echo=False)
+    await broker.publish_many([(1, "with echo")])
+    await broker.publish(1, "sentinel")  # published after, so heard after
+    await rec.wait_for(1, "sentinel")
+    assert rec.room(1) == ["with echo", "sentinel"]
+
+
+async def test_other_processes_hear_what_one_published_without_echo(
+    new_redis_broker: BrokerFactory,
+) -> None:
+    first, second = Recorder(), Recorder()
+    a = await new_redis_broker(first)
+    b = await new_redis_broker(second)
+    for broker in (a, b):
+        await broker.subscribe(1)
+        await broker.subscribe(2)
+    items = [(1 + i % 2, f"m {i}") for i in range(40)]
+    await a.publish_many(items, echo=False)
+    await b.publish(1, "from b")  # b heard a's batch, then this
+    await a.publish(1, "sentinel")
+    await second.wait_for(1, "sentinel")
+    await first.wait_for(1, "sentinel")
+    assert second.room(1) == [p for r, p in items if r == 1] + ["from b", "sentinel"]
+    assert second.room(2) == [p for r, p in items if r == 2]
+    # Once heard back, a's own payload is forgotten: the same text from b is delivered.
+    await b.publish_many([(2, "m 1")])
+    await a.publish(2, "sentinel 2")
+    await first.wait_for(2, "sentinel 2")
+    assert first.room(1) == ["from b", "sentinel"]
+    assert first.room(2) == ["m 1", "sentinel 2"]
+
+
 def test_make_broker_picks_redis_by_scheme() -> None:
     for url in ("redis://localhost:6379/0", "rediss://localhost:6380", "unix:///tmp/r.sock"):
         assert isinstance(make_broker(url, Recorder()), RedisBroker)
