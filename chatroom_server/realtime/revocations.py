@@ -99,6 +99,14 @@ class Revocations:
             if revocation.ends(identity.user_id, identity.session_id):
                 conn.close(CLOSE_POLICY, SESSION_ENDED)
 
+    def close_where(self, ended: Callable[[Identity], bool], code: int, reason: str) -> int:
+        """Close this process's sockets whose token `ended` says no longer stands (its
+        signing key retired: realtime/keys.py); how many closed."""
+        closing = [conn for conn in self.hub.all_connections() if ended(conn.identity)]
+        for conn in closing:
+            conn.close(code, reason)
+        return len(closing)
+
     async def resynced(self) -> None:
         """The broker was away and is back: what it did not carry, the database says."""
         self.gate.clear()
