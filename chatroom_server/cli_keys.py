@@ -8,7 +8,7 @@ also tells them at once.
 from __future__ import annotations
 
 import asyncio
-from datetime import timezone
+from datetime import UTC
 
 import click
 
@@ -49,7 +49,7 @@ def rotate_secret(grace: int | None, database_url: str | None, redis_url: str | 
             "they pick the new key up through the database within about a second.",
             err=True,
         )
-    ends = rotation.retires_at.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    ends = rotation.retires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     click.echo(
         f"New signing key {rotation.kid}: tokens signed with the previous keys stop "
         f"working at {ends} (in {seconds} s)."
