@@ -23,12 +23,12 @@ from .realtime.room_events import ControlRoom, RoomEvents
 from .services import access
 from .services import admin as admin_service
 from .services import rooms as room_service
+from .services import secrets as secrets_service
 from .services.changes import MessageChanges
 from .services.limits import AbuseLimits, LimitSettings
 from .services.members import RoomAdmin
 from .services.messages import plan_batch
 from .services.reads import ReadService
-from .services import secrets as secrets_service
 from .services.sessions import SessionService
 from .services.users import UserService
 from .settings import Settings

@@ -79,9 +79,7 @@ def _announce(settings: Settings, kid: str) -> str | None:
 
     payload = protocol.bus_key_rotation(kid)
     try:
-        asyncio.run(
-            publish_once(settings.redis_url, CONTROL_ROOM, payload, settings.redis_prefix)
-        )
+        asyncio.run(publish_once(settings.redis_url, CONTROL_ROOM, payload, settings.redis_prefix))
     except ChatError as exc:
         return exc.message
     return None

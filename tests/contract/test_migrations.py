@@ -398,7 +398,9 @@ async def _upgrade_0007_keeps_existing_tokens(url: str) -> None:
     claims = {"sub": "1", "UserID": 1, "UserName": "ann", "Email": "ann@example.com"}
     old = jwt.encode({**claims, "iat": now, "exp": now + 600}, secret, algorithm="HS256")
     async with running_server(url) as server:
-        res = await server.http.get("/v1/api/chat/rooms", headers={"Authorization": f"Bearer {old}"})
+        res = await server.http.get(
+            "/v1/api/chat/rooms", headers={"Authorization": f"Bearer {old}"}
+        )
         assert res.status_code == 200, res.text
         res = await server.http.post(
             "/v1/api/auth/login", json={"email": "ann@example.com", "password": PASSWORD}

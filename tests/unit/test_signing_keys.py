@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import time
 from datetime import UTC, datetime
 
@@ -20,10 +22,12 @@ from chatroom_server.security import LEGACY_KID, KeyRing, SigningKey, TokenServi
 
 from .test_hub import RecordingTransport, encode, recorded
 
-NOW = 1_700_000_000.0
-LEGACY = "legacy-secret-0123456789"
-OLD = "old-key-secret-0123456789"
-NEW = "new-key-secret-0123456789"
+# Now-ish: the tokens' own expiry is checked against the real clock; the keys' ends
+# against the `now` each test passes.
+NOW = float(int(time.time()))
+LEGACY = "legacy-secret-0123456789abcdefghijklmn"
+OLD = "old-key-secret-0123456789abcdefghijklmn"
+NEW = "new-key-secret-0123456789abcdefghijklmn"
 USER = User(7, "alice", "alice@example.com", datetime.now(UTC), datetime.now(UTC))
 ROOM = Room(1, "general", datetime.now(UTC), datetime.now(UTC))
 
@@ -39,6 +43,14 @@ def rotated(grace: float) -> KeyRing:
         SigningKey("k1", OLD, NOW + grace),
         SigningKey("k2", NEW),
     )
+
+
+def with_header(token: str, extra: dict[str, object]) -> str:
+    """The token with its header changed (PyJWT would not write a kid that is no string)."""
+    head, payload, signature = token.split(".")
+    fields = {**json.loads(base64.urlsafe_b64decode(head + "==")), **extra}
+    raw = base64.urlsafe_b64encode(json.dumps(fields).encode()).rstrip(b"=").decode()
+    return f"{raw}.{payload}.{signature}"
 
 
 def header(token: str) -> dict[str, object]:
@@ -74,8 +86,9 @@ def test_verify_picks_the_key_by_kid_and_legacy_tokens_use_the_legacy_key() -> N
     assert after.verify(legacy_token).key_id is None
     assert after.verify(k1_token).key_id == "k1"
     # The right secret under another key's kid, or a kid nobody knows: refused.
-    swapped = jwt.encode(jwt.decode(k1_token, OLD, algorithms=["HS256"]), OLD, headers={"kid": "k2"})
-    unknown = jwt.encode(jwt.decode(k1_token, OLD, algorithms=["HS256"]), OLD, headers={"kid": "k9"})
+    claims = jwt.decode(k1_token, OLD, algorithms=["HS256"])
+    swapped = jwt.encode(claims, OLD, headers={"kid": "k2"})
+    unknown = jwt.encode(claims, OLD, headers={"kid": "k9"})
     for token in (swapped, unknown):
         with pytest.raises(Unauthorized):
             after.verify(token)
@@ -90,7 +103,7 @@ def test_a_retired_key_verifies_during_the_grace_only() -> None:
         assert tokens.verify(token, now=NOW + 59).user_id == 7
         with pytest.raises(Unauthorized):
             tokens.verify(token, now=NOW + 60)
-    fresh = tokens.issue(USER, now=NOW + 100)
+    fresh = tokens.issue(USER, now=NOW)
     assert tokens.verify(fresh, now=NOW + 100).key_id == "k2"
 
 
@@ -100,7 +113,7 @@ def test_hs256_stays_pinned_and_odd_kids_are_refused() -> None:
     refused = [
         jwt.encode(claims, NEW, algorithm="HS512", headers={"kid": "k2"}),
         jwt.encode(claims, None, algorithm="none", headers={"kid": "k2"}),
-        jwt.encode(claims, NEW, headers={"kid": 5}),
+        with_header(jwt.encode(claims, NEW, headers={"kid": "k2"}), {"kid": 5}),
         jwt.encode(claims, NEW, headers={"kid": "k" * 33}),
         jwt.encode(claims, NEW, headers={"kid": ""}),
         "not.a.token",
