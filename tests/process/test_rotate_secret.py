@@ -8,6 +8,7 @@ test's own (in-process) where the point is one server's behaviour, and real
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 import time
@@ -108,7 +109,10 @@ async def test_old_tokens_work_for_the_grace_then_get_401_and_their_sockets_clos
         assert await status(server.base, old) == 200
         assert await status(server.base, fresh) == 200
         async with server.connect(room_id, old) as second:
-            await recv_event(second, "join")
+            await second.send(json.dumps({"chatMessage": "during the grace"}))
+            assert (await recv_event(second, "message"))["Body"][
+                "chatMessage"
+            ] == "during the grace"
             # When the grace ends, the sockets the old key's token opened close (1008).
             assert await close_code(sock, timeout=ends - time.time() + 5) == 1008
             assert time.time() >= ends - 0.5  # not before
