@@ -16,6 +16,9 @@ cache is cleared and the open sockets are checked at once (a deactivated user's
 sockets close within about `mark_every` seconds, with or without Redis), and so
 is whatever else `on_mark` checks (the room access of sockets opened by site
 admins: `set-admin --off` moves the mark too).
+
+A signing key that retires (rotate-secret's grace ended: realtime/keys.py) ends
+its tokens the same way: `close_where` closes the sockets they opened, with 1008.
 """
 
 from __future__ import annotations

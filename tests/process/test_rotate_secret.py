@@ -260,9 +260,11 @@ async def test_every_host_and_worker_takes_the_new_key_through_redis(
     async with ws(b, room_id, old) as on_b:
         await recv_event(on_b, "join")
         env = {"CHATROOM_REDIS_URL": redis_url, "CHATROOM_REDIS_PREFIX": prefix}
-        kid, ends = await rotate(pg_url, "--grace", "4", env=env)
+        kid, ends = await rotate(pg_url, "--grace", "8", env=env)
+        started = time.monotonic()
         from_a = await signs_with(a.base, "dora@example.com", kid)
         from_b = await signs_with(b.base, "dora@example.com", kid, logins=6)
+        assert time.monotonic() - started < PICKUP
         for host in (a, b):  # each host takes the other's new tokens, and the old one
             for token in (from_a, from_b, old):
                 assert await status(host.base, token) == 200
