@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import bcrypt
 import jwt
@@ -153,18 +154,9 @@ class TokenService:
         if not token or len(token) > 4096:
             raise Unauthorized(INVALID_TOKEN)
         try:
-            kid = jwt.get_unverified_header(token).get("kid")
-            if kid is not None and not (isinstance(kid, str) and 0 < len(kid) <= MAX_KEY_ID):
-                raise ValueError("kid")
-            key = self.ring.get(kid)
-            if key is None or not key.usable(time.time() if now is None else now):
-                raise ValueError("key")
-            claims = jwt.decode(
-                token,
-                key.secret,
-                algorithms=[ALGORITHM],
-                options={"require": ["exp", "iat", "sub"]},
-            )
+            claims, key = self._check(token)
+            if not key.usable(time.time() if now is None else now):
+                raise ValueError("key retired")
             user_id = int(claims["sub"])
             user_name = claims.get("UserName")
             email = claims.get("Email")
@@ -186,3 +178,34 @@ class TokenService:
             )
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
             raise Unauthorized(INVALID_TOKEN) from None
+
+    def _check(self, token: str) -> tuple[dict[str, Any], SigningKey]:
+        """The claims of a token signed by the key its header names, and that key.
+
+        Most tokens are the current key's: tried first, that costs one parse, as
+        before keys had IDs. Otherwise the header's kid picks the key.
+        """
+        current = self.ring.current
+        try:
+            found = jwt.decode_complete(
+                token, current.secret, algorithms=[ALGORITHM], options=_NEED
+            )
+            if self.ring.get(_kid(found["header"])) is current:
+                return found["payload"], current
+        except jwt.InvalidSignatureError:
+            pass
+        key = self.ring.get(_kid(jwt.get_unverified_header(token)))
+        if key is None:
+            raise ValueError("unknown key")
+        found = jwt.decode_complete(token, key.secret, algorithms=[ALGORITHM], options=_NEED)
+        return found["payload"], key
+
+
+_NEED: Any = {"require": ["exp", "iat", "sub"]}
+
+
+def _kid(header: dict[str, Any]) -> str | None:
+    kid = header.get("kid")
+    if kid is not None and not (isinstance(kid, str) and 0 < len(kid) <= MAX_KEY_ID):
+        raise ValueError("kid")
+    return kid
