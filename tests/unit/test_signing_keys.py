@@ -89,7 +89,10 @@ def test_verify_picks_the_key_by_kid_and_legacy_tokens_use_the_legacy_key() -> N
     claims = jwt.decode(k1_token, OLD, algorithms=["HS256"])
     swapped = jwt.encode(claims, OLD, headers={"kid": "k2"})
     unknown = jwt.encode(claims, OLD, headers={"kid": "k9"})
-    for token in (swapped, unknown):
+    # The current key's secret under another key's kid, or under none: refused too.
+    current_as_k1 = jwt.encode(claims, NEW, headers={"kid": "k1"})
+    current_as_legacy = jwt.encode(claims, NEW)
+    for token in (swapped, unknown, current_as_k1, current_as_legacy):
         with pytest.raises(Unauthorized):
             after.verify(token)
 
