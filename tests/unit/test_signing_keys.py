@@ -24,7 +24,10 @@ from .test_hub import RecordingTransport, encode, recorded
 
 # Now-ish: the tokens' own expiry is checked against the real clock; the keys' ends
 # against the `now` each test passes.
+# (NOW is taken at collection: the whole suite may run before these tests, hence
+# tokens that live a day.)
 NOW = float(int(time.time()))
+DAY = 86400
 LEGACY = "legacy-secret-0123456789abcdefghijklmn"
 OLD = "old-key-secret-0123456789abcdefghijklmn"
 NEW = "new-key-secret-0123456789abcdefghijklmn"
@@ -58,7 +61,7 @@ def header(token: str) -> dict[str, object]:
 
 
 def test_before_any_rotation_tokens_are_signed_as_before_without_a_kid() -> None:
-    tokens = TokenService(LEGACY, 60)
+    tokens = TokenService(LEGACY, DAY)
     token = tokens.issue(USER, "s" * 32, now=NOW)
     assert header(token) == {"alg": "HS256", "typ": "JWT"}
     assert jwt.decode(token, LEGACY, algorithms=["HS256"], options={"verify_exp": False})
@@ -67,7 +70,7 @@ def test_before_any_rotation_tokens_are_signed_as_before_without_a_kid() -> None
 
 
 def test_the_newest_key_without_an_end_signs_with_its_kid() -> None:
-    tokens = TokenService(rotated(60), 600)
+    tokens = TokenService(rotated(60), DAY)
     token = tokens.issue(USER, now=time.time())
     assert header(token)["kid"] == "k2"
     assert header(token)["alg"] == "HS256"
@@ -79,10 +82,10 @@ def test_the_newest_key_without_an_end_signs_with_its_kid() -> None:
 
 def test_verify_picks_the_key_by_kid_and_legacy_tokens_use_the_legacy_key() -> None:
     before = TokenService(ring(SigningKey(LEGACY_KID, LEGACY), SigningKey("k1", OLD)), 600)
-    legacy_token = TokenService(LEGACY, 600).issue(USER, now=time.time())
+    legacy_token = TokenService(LEGACY, DAY).issue(USER, now=time.time())
     k1_token = before.issue(USER, now=time.time())
     assert header(k1_token)["kid"] == "k1"
-    after = TokenService(rotated(3600), 600)
+    after = TokenService(rotated(3600), DAY)
     assert after.verify(legacy_token).key_id is None
     assert after.verify(k1_token).key_id == "k1"
     # The right secret under another key's kid, or a kid nobody knows: refused.
@@ -98,9 +101,9 @@ def test_verify_picks_the_key_by_kid_and_legacy_tokens_use_the_legacy_key() -> N
 
 
 def test_a_retired_key_verifies_during_the_grace_only() -> None:
-    tokens = TokenService(rotated(60), 600)
+    tokens = TokenService(rotated(60), DAY)
     old = TokenService(ring(SigningKey(LEGACY_KID, LEGACY), SigningKey("k1", OLD)), 600)
-    legacy_token = TokenService(LEGACY, 600).issue(USER, now=NOW - 10)
+    legacy_token = TokenService(LEGACY, DAY).issue(USER, now=NOW - 10)
     k1_token = old.issue(USER, now=NOW - 10)
     for token in (legacy_token, k1_token):
         assert tokens.verify(token, now=NOW + 59).user_id == 7
@@ -111,7 +114,7 @@ def test_a_retired_key_verifies_during_the_grace_only() -> None:
 
 
 def test_hs256_stays_pinned_and_odd_kids_are_refused() -> None:
-    tokens = TokenService(rotated(3600), 600)
+    tokens = TokenService(rotated(3600), DAY)
     claims = jwt.decode(tokens.issue(USER), NEW, algorithms=["HS256"])
     refused = [
         jwt.encode(claims, NEW, algorithm="HS512", headers={"kid": "k2"}),
@@ -199,7 +202,7 @@ async def test_a_rotation_is_picked_up_and_sockets_close_when_their_key_retires(
     hub = Hub(encode)
     db = Database(ring(SigningKey(LEGACY_KID, LEGACY)), None)
     keys = watch(db, hub, clock)
-    tokens = await keys.open(600)
+    tokens = await keys.open(DAY)
     legacy_socket = socket(hub, 1, None)
     assert header(tokens.issue(USER)).get("kid") is None
 
@@ -226,7 +229,7 @@ async def test_an_announced_rotation_is_read_at_once() -> None:
     hub = Hub(encode)
     db = Database(ring(SigningKey(LEGACY_KID, LEGACY)), None)
     keys = watch(db, hub, clock)
-    tokens = await keys.open(600)
+    tokens = await keys.open(DAY)
     db.keys, db.newest_kid = rotated(0), "k2"  # --grace 0: the old keys end now
     old_socket = socket(hub, 1, None)
     keys.hear("garbage")  # ignored
@@ -244,7 +247,7 @@ async def test_a_socket_of_a_key_no_longer_in_the_table_closes_at_the_reload() -
     hub = Hub(encode)
     db = Database(rotated(60), "k2")
     keys = watch(db, hub, clock)
-    await keys.open(600)
+    await keys.open(DAY)
     gone = socket(hub, 1, "k0")  # signed by a key pruned from the table
     kept = socket(hub, 2, "k1")
     db.keys = ring(
