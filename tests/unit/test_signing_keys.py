@@ -81,7 +81,7 @@ def test_the_newest_key_without_an_end_signs_with_its_kid() -> None:
 
 
 def test_verify_picks_the_key_by_kid_and_legacy_tokens_use_the_legacy_key() -> None:
-    before = TokenService(ring(SigningKey(LEGACY_KID, LEGACY), SigningKey("k1", OLD)), 600)
+    before = TokenService(ring(SigningKey(LEGACY_KID, LEGACY), SigningKey("k1", OLD)), DAY)
     legacy_token = TokenService(LEGACY, DAY).issue(USER, now=time.time())
     k1_token = before.issue(USER, now=time.time())
     assert header(k1_token)["kid"] == "k1"
@@ -102,7 +102,7 @@ def test_verify_picks_the_key_by_kid_and_legacy_tokens_use_the_legacy_key() -> N
 
 def test_a_retired_key_verifies_during_the_grace_only() -> None:
     tokens = TokenService(rotated(60), DAY)
-    old = TokenService(ring(SigningKey(LEGACY_KID, LEGACY), SigningKey("k1", OLD)), 600)
+    old = TokenService(ring(SigningKey(LEGACY_KID, LEGACY), SigningKey("k1", OLD)), DAY)
     legacy_token = TokenService(LEGACY, DAY).issue(USER, now=NOW - 10)
     k1_token = old.issue(USER, now=NOW - 10)
     for token in (legacy_token, k1_token):
