@@ -48,13 +48,17 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
     hub = Hub(wire.encode)
 
     def broker(deliver: Deliver, resync: Resync) -> Broker:
-        return make_broker(settings.redis_url, deliver, resync, settings.redis_prefix)
+        return make_broker(
+            settings.redis_url, deliver, resync, settings.redis_prefix, settings.redis_cluster
+        )
 
     relay = Relay(
         hub,
         store,
         broker,
-        make_presence(settings.redis_url, settings.redis_prefix, settings.presence_ttl),
+        make_presence(
+            settings.redis_url, settings.redis_prefix, settings.presence_ttl, settings.redis_cluster
+        ),
         room_service.deleted_among,
         settings.room_check_interval,
         presence_ttl=settings.presence_ttl,
@@ -102,7 +106,7 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
     room_admin = RoomAdmin()
     room_admin.announce_with(room_events.announce)
     limits = AbuseLimits(
-        make_limits(settings.redis_url, settings.redis_prefix),
+        make_limits(settings.redis_url, settings.redis_prefix, settings.redis_cluster),
         LimitSettings.of(settings),
     )
     ctx = Ctx(

@@ -32,13 +32,17 @@ MAX_GRACE = 366 * 86400
 )
 @database_option
 @redis_option
-def rotate_secret(grace: int | None, database_url: str | None, redis_url: str | None) -> None:
+def rotate_secret(
+    grace: int | None, database_url: str | None, redis_url: str | None, redis_cluster: bool | None
+) -> None:
     """Sign new tokens with a new key; tokens signed with the previous ones (or with
     CHATROOM_JWT_SECRET) keep working for the grace period, then get 401 and their
     open sockets close (1008). Every server picks it up within seconds, no restart."""
     from .services import secrets
 
-    settings = load_settings(database_url=database_url, redis_url=redis_url)
+    settings = load_settings(
+        database_url=database_url, redis_url=redis_url, redis_cluster=redis_cluster
+    )
     seconds = settings.token_ttl if grace is None else grace
     _require_migrations(settings.database_url)
     rotation = run_db(settings.database_url, lambda: secrets.rotate(seconds))
@@ -79,7 +83,15 @@ def _announce(settings: Settings, kid: str) -> str | None:
 
     payload = protocol.bus_key_rotation(kid)
     try:
-        asyncio.run(publish_once(settings.redis_url, CONTROL_ROOM, payload, settings.redis_prefix))
+        asyncio.run(
+            publish_once(
+                settings.redis_url,
+                CONTROL_ROOM,
+                payload,
+                settings.redis_prefix,
+                settings.redis_cluster,
+            )
+        )
     except ChatError as exc:
         return exc.message
     return None

@@ -22,22 +22,29 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from . import BrokerUnavailable, Deliver, Resync
+from .redis_connect import FAILURES, check_mode
 
 log = logging.getLogger("chatroom_server.pubsub")
 
-_CONNECTION_ERRORS = (RedisError, OSError)  # OSError includes the builtin TimeoutError
+_CONNECTION_ERRORS = FAILURES  # redis-py's errors and OSError (the builtin TimeoutError)
 
 
 class _SubscriptionLost(Exception):
     """The subscriber connection may be deaf: start over."""
 
 
+class _WrongMode(_SubscriptionLost):
+    """The server is a cluster node and the broker is not a cluster one, or the reverse."""
+
+
 class RedisBroker:
     """Broker over Redis pub/sub; see `chatroom_server.pubsub.Broker` for the contract."""
+
+    # Whether the server must be a cluster node (redis_cluster.RedisClusterBroker).
+    cluster = False
 
     def __init__(
         self,
@@ -74,6 +81,7 @@ class RedisBroker:
         self._confirmations: dict[str, deque[asyncio.Future[None]]] = {}
         self._probe_token: str | None = None
         self._drop_reason: str | None = None
+        self._wrong_mode: str | None = None  # logged once, not on every retry
 
     @property
     def healthy(self) -> bool:
@@ -93,6 +101,8 @@ class RedisBroker:
         try:
             await self._open_session()
             self._healthy = True
+        except _WrongMode:
+            pass  # logged as an error; /readyz reports it until the server is right
         except _CONNECTION_ERRORS + (_SubscriptionLost,) as exc:
             log.warning("Redis pub/sub is unreachable (%s); retrying in the background", exc)
         self._listener = asyncio.create_task(self._listen(), name="chatroom-redis-listener")
@@ -301,8 +311,8 @@ class RedisBroker:
 
     async def _open_session(self) -> None:
         """Connect a fresh subscriber, subscribe to every wanted room, wait for Redis to confirm."""
-        assert self._sub_client is not None
-        pubsub = self._sub_client.pubsub()
+        await self._check_mode()
+        pubsub = self._new_pubsub()
         self._drop_reason = None
         self._probe_token = None
         try:
@@ -342,6 +352,20 @@ class RedisBroker:
                 await pubsub.connection.disconnect(nowait=True)
             except _CONNECTION_ERRORS as exc:
                 log.debug("closing the subscriber connection failed: %s", exc)
+
+    async def _check_mode(self) -> None:
+        """Refuse a server whose mode (cluster or not) is not this broker's: half-working."""
+        problem = await check_mode(self._url, self.cluster, self._timeout)
+        if problem is not None:
+            if problem != self._wrong_mode:
+                log.error("%s", problem)
+            self._wrong_mode = problem
+            raise _WrongMode(problem)
+        self._wrong_mode = None
+
+    def _new_pubsub(self) -> PubSub:
+        assert self._sub_client is not None
+        return self._sub_client.pubsub()
 
     def _schedule_resync(self) -> None:
         if self._on_resync is None:
