@@ -289,7 +289,7 @@ def test_refusals_are_one_line_and_touch_nothing(tmp_path: Path) -> None:
     one_line_error(["--from", full, "--to", full], "--from and --to are the same database.")
     one_line_error(
         ["--from", f"sqlite://{old}", "--to", f"sqlite://{tmp_path / 'n.sqlite3'}"],
-        "The source database lacks 6 migration(s)",
+        "The source database lacks 7 migration(s)",
     )
     one_line_error(
         ["--from", f"sqlite://{tmp_path / 'none.sqlite3'}", "--to", empty], "does not exist"
