@@ -37,7 +37,7 @@ from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
 from .web.internals import choose_protocol, choose_wire, orm
 from .web.keepalive import Keepalive
-from .web.openapi import setup_openapi
+from .web.openapi import configure_docs, setup_openapi
 
 log = logging.getLogger("chatroom_server")
 
@@ -156,8 +156,7 @@ def _configure(app: App, settings: Settings) -> None:
     app.config.ACCESS_LOG = False
     app.config.CORS_ORIGINS = settings.cors_origins
     app.config.CORS_ALLOW_HEADERS = "authorization,content-type"
-    app.config.OAS_URL_PREFIX = "/docs"
-    app.config.OAS_UI_DEFAULT = "redoc"
+    configure_docs(app.config)
     app.config.API_TITLE = "chatroom-server"
     app.config.API_VERSION = __version__
     Extend(app)
