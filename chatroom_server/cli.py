@@ -22,6 +22,7 @@ import click
 from . import __version__
 from .cli_admin import COMMANDS as admin_commands
 from .cli_data import COMMANDS as data_commands
+from .cli_keys import rotate_secret
 from .cli_support import (
     OneLineErrors,
     check_ports,
@@ -285,6 +286,7 @@ def delete_room(room_id: int, database_url: str | None) -> None:
 
 for command in (*admin_commands, *data_commands):
     main.add_command(command)
+main.add_command(rotate_secret)
 
 
 def run() -> None:

@@ -47,6 +47,7 @@ DB_COMMANDS: dict[str, tuple[list[str], bytes]] = {
     "backup": (["backup", "{tmp}/backup.sqlite3", "--database-url", "{url}"], b""),
     "copy-data --from": (["copy-data", "--from", "{url}", "--to", "sqlite://{tmp}/c.sqlite3"], b""),
     "copy-data --to": (["copy-data", "--from", "{db}", "--to", "{url}"], b""),
+    "rotate-secret": (["rotate-secret", "--database-url", "{url}"], b""),
 }
 
 # One command per road to the database: migrations, the migration check of

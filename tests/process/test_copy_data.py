@@ -25,6 +25,7 @@ from chatroom_server.cli import main
 from chatroom_server.db import MODELS_MODULE, apply_migrations, tortoise_config
 from chatroom_server.db import copy_rows as copy_module
 from chatroom_server.services.data_copy import copy_data
+from chatroom_server.services.secrets import rotate as rotate_signing_key
 
 from ..conftest import (
     ChatServer,
@@ -60,6 +61,9 @@ async def post(server: ChatServer, token: str, path: str, body: Any, status: int
 async def seed(server: ChatServer) -> Seeded:
     """A row in every table: users and their sessions, a private room with a member,
     a public one with a ban and a mute, messages (one edited, one deleted), markers."""
+    # A rotated signing key (signing_keys): the tokens below carry its kid.
+    await rotate_signing_key(3600)
+    await server.app.ctx.keys.refresh()
     users, tokens = {}, {}
     for name in ("ann", "bob", "carol"):
         users[name], tokens[name] = await server.signup(name)
@@ -285,7 +289,7 @@ def test_refusals_are_one_line_and_touch_nothing(tmp_path: Path) -> None:
     one_line_error(["--from", full, "--to", full], "--from and --to are the same database.")
     one_line_error(
         ["--from", f"sqlite://{old}", "--to", f"sqlite://{tmp_path / 'n.sqlite3'}"],
-        "The source database lacks 6 migration(s)",
+        "The source database lacks 7 migration(s)",
     )
     one_line_error(
         ["--from", f"sqlite://{tmp_path / 'none.sqlite3'}", "--to", empty], "does not exist"
@@ -348,7 +352,8 @@ async def test_postgres_sequences_continue_and_postgres_copies_back(tmp_path: Pa
         assert code == 0, err
         conn = await asyncpg.connect(pg)
         try:
-            for table in sorted(sqlite_tables(source) - {"server_secrets", "sessions"}):
+            text_keys = {"server_secrets", "sessions", "signing_keys"}  # no serial ID
+            for table in sorted(sqlite_tables(source) - text_keys):
                 top = await conn.fetchval(f'SELECT MAX(id) FROM "{table}"')
                 seq = await conn.fetchval("SELECT pg_get_serial_sequence($1, 'id')", table)
                 assert await conn.fetchval("SELECT nextval($1)", seq) == top + 1, table
