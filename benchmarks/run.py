@@ -1367,6 +1367,8 @@ def main(argv: list[str] | None = None) -> int:
             "columns": columns_of(args),
             "tiny": args.tiny,
             "sizes": dataclasses.asdict(SIZES),
+            # What this run's databases and Redis key prefixes are named from.
+            "scope": scoped_name(Path("")).rstrip("_") + "_",
             "postgres_admin": mask(POSTGRES_ADMIN),
             "redis": mask(REDIS_URL),
             "scenarios": order,
