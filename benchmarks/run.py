@@ -89,7 +89,6 @@ WINDOW = 50
 LATENCY_RATE = 20.0
 ROOM_RATE = 2.0
 STORM_RATE = 5.0  # messages/s of each storm sender
-USERS = 50
 
 
 @dataclass(frozen=True)
@@ -102,6 +101,7 @@ class Sizes:
     storm_clients: int = 5000
     storm_rooms: int = 100
     storm_senders: int = 10
+    users: int = 50  # signed up in every chatroom server; the clients take their tokens in turn
 
 
 # --tiny: every scenario small enough for a smoke test.
@@ -114,6 +114,7 @@ TINY = Sizes(
     storm_clients=200,
     storm_rooms=10,
     storm_senders=3,
+    users=5,
 )
 SIZES = Sizes()
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -405,7 +406,7 @@ def spawn_server(
 def setup_chatroom(server: Server, rooms: int) -> None:
     with httpx.Client(base_url=server.base, timeout=30) as http:
         tokens = []
-        for i in range(USERS):
+        for i in range(SIZES.users):
             res = http.post(
                 "/v1/api/auth/signup",
                 json={
@@ -985,7 +986,8 @@ STORM_ROWS: list[tuple[str, tuple[str, ...]]] = [
     ("caught up p50 ms", ("loadgen", "latency_ms", "p50")),
     ("caught up p99 ms", ("loadgen", "latency_ms", "p99")),
     ("reconnected", ("loadgen", "reconnected")),
-    ("failed attempts", ("loadgen", "failed_attempts")),
+    ("failed attempts (all)", ("loadgen", "failed_attempts")),
+    ("failed attempts (server up)", ("loadgen", "failed_after_up")),
     ("replayed frames", ("loadgen", "replayed_frames")),
     ("incomplete recoveries", ("loadgen", "incomplete_recoveries")),
     ("messages sent", ("loadgen", "sent_msgs")),
