@@ -1376,6 +1376,7 @@ def main(argv: list[str] | None = None) -> int:
             "scenarios": order,
             "workdir": str(workdir),
             "elapsed_s": round(time.monotonic() - started, 1),
+            "loadavg_at_end": Path("/proc/loadavg").read_text().split()[:3],
         },
         "scenarios": scenarios,
     }
