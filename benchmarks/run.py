@@ -312,6 +312,7 @@ def pg_admin(sql: str) -> None:
         ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", POSTGRES_ADMIN, "-c", sql],
         check=True,
         stdout=subprocess.DEVNULL,
+        env={**os.environ, "PGOPTIONS": "--client-min-messages=warning"},  # no NOTICE lines
     )
 
 
