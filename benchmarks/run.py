@@ -1197,6 +1197,7 @@ def plot_configs(results: dict[str, Any], columns: list[tuple[str, str]], path: 
         ax.bar_label(bars, [fmt(y) for y in ys], fontsize=7, rotation=90, padding=2)
     ax.set_xticks(range(len(groups)), [label for _, label, _ in groups])
     ax.set_yscale("log")
+    ax.set_ylim(top=ax.get_ylim()[1] * 4)  # room for the bars' labels
     ax.set_ylabel("p99, ms (log)")
     ax.set_title("p99 per configuration (same run; lower is better)")
     ax.grid(True, axis="y", alpha=0.3)
