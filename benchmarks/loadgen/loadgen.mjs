@@ -2,10 +2,11 @@
 //
 //   node loadgen.mjs '<config JSON>'        (or the config JSON on stdin)
 //
-// Config: {"mode": "rooms"|"idle", "url": "ws://127.0.0.1:PORT/ws",
+// Config: {"mode": "rooms"|"idle"|"storm", "url": "ws://127.0.0.1:PORT/ws",
 //          "tokens": [...], "rooms": [ids], "rate": 20,
 //          "clients_per_room": 10, "connections": 5000, "warmup": 2, "duration": 10,
-//          "drain_timeout": 10, "connect_concurrency": 200, "fast_reader": true}
+//          "drain_timeout": 10, "connect_concurrency": 200, "fast_reader": true,
+//          "senders": 10, "after": 3, "recovery": true, "storm_timeout": 120}
 //
 // The one-room modes (throughput, rate) live in fanout.c, compiled: at millions of
 // frames a second this process would be the bottleneck.
@@ -13,6 +14,16 @@
 // - rooms: every client of every room sends `rate` messages/s and receives its room.
 // - idle: open `connections`, print {"event":"connected",...}, hold them until a line
 //   arrives on stdin, close them.
+// - storm: open `connections` over the rooms, print {"event":"connected",...}; on the
+//   line "go" the first `senders` clients (one a room) send `rate` messages/s. run.py
+//   then restarts the server: every client reconnects as soon as it is closed, retrying
+//   with a capped backoff, and all waiting clients retry at once on the line "up" (the
+//   server answers again). With `recovery`, a client reconnects with since=<the last
+//   message ID it saw> and is caught up at its `recovered` frame. Once all are, the
+//   senders go on for `after` seconds and stop; when every sent message came back,
+//   {"event":"sent_done"} is printed and run.py answers with one line
+//   {"truth": {room: [every stored message ID, oldest first]}}: each client must have
+//   received its room's messages exactly once each, in that order.
 //
 // stdout: event lines ({"event":"measure_start"}, {"event":"measure_end"},
 // {"event":"connected",...}) and, last, ONE result line {"event":"result",...}.
@@ -49,6 +60,10 @@ function readConfig() {
     connectConcurrency: cfg.connect_concurrency ?? 200,
     closeTimeout: cfg.close_timeout ?? 10,
     fastReader: cfg.fast_reader ?? true,
+    senders: cfg.senders ?? 10,
+    after: cfg.after ?? 3,
+    recovery: cfg.recovery ?? true,
+    stormTimeout: cfg.storm_timeout ?? 120,
   };
 }
 
@@ -618,10 +633,403 @@ async function idle() {
   };
 }
 
+// ------------------------------------------------------------------ storm
+
+// run.py's lines on stdin, in order; "up" is acted on as soon as it arrives.
+const lineQueue = [];
+const lineWaiters = [];
+let stdinClosed = false;
+let onUpLine = null;
+
+function readStdinLines() {
+  const lines = createInterface({ input: process.stdin });
+  lines.on("line", (line) => {
+    if (line === "up" && onUpLine !== null) {
+      onUpLine();
+      return;
+    }
+    const waiter = lineWaiters.shift();
+    if (waiter) waiter(line);
+    else lineQueue.push(line);
+  });
+  lines.on("close", () => {
+    stdinClosed = true;
+    for (const waiter of lineWaiters.splice(0)) waiter(null);
+  });
+}
+
+function nextLine() {
+  if (lineQueue.length > 0) return Promise.resolve(lineQueue.shift());
+  if (stdinClosed) return Promise.resolve(null);
+  return new Promise((resolve) => lineWaiters.push(resolve));
+}
+
+const EV_MESSAGE = Buffer.from('"Event":"message"');
+const EV_RECOVERED = Buffer.from('"Event":"recovered"');
+
+// Checks `done()` every 20 ms until it holds or `seconds` pass; true if it held.
+function until(done, seconds) {
+  return new Promise((resolve) => {
+    const deadline = performance.now() + seconds * 1000;
+    const check = () => {
+      if (done()) resolve(true);
+      else if (performance.now() >= deadline) resolve(false);
+      else setTimeout(check, 20);
+    };
+    check();
+  });
+}
+
+function distribution(values) {
+  if (values.length === 0) return { p50: null, p99: null, max: null };
+  const sorted = Float64Array.from(values).sort();
+  const at = (p) => sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)];
+  return { p50: round3(at(0.5)), p99: round3(at(0.99)), max: round3(sorted[sorted.length - 1]) };
+}
+
+async function storm() {
+  readStdinLines();
+  const nRooms = cfg.rooms.length;
+  const clients = Array.from({ length: cfg.connections }, (_, i) => ({
+    i,
+    room: cfg.rooms[i % nRooms],
+    // Every user in every room, as many times as there are clients per user.
+    token: cfg.tokens[Math.floor(i / nRooms) % cfg.tokens.length],
+    sender: i < Math.min(cfg.senders, nRooms), // one per room at most
+    ws: null,
+    open: false,
+    caught: false,
+    opens: 0,
+    dead: false,
+    ids: [], // message IDs received, in arrival order, over all its connections
+    last: 0,
+    openedAt: 0,
+    caughtAt: 0,
+    timer: null,
+    backoff: 0,
+    pending: new Set(), // msgnos sent on this connection and not yet echoed
+  }));
+  const st = {
+    phase: "initial",
+    caught: 0,
+    reopened: 0,
+    tDown: null,
+    tUp: null,
+    attempts: 0,
+    failed: 0,
+    failures: {},
+    failedAfterUp: 0,
+    failuresAfterUp: {},
+    closes: {},
+    replayed: 0,
+    incomplete: 0,
+    sent: 0,
+    echoed: 0,
+    done: null,
+  };
+  const roomAcked = new Map(); // room -> largest ID a sender got back
+  let live = clients.length; // clients whose first connect succeeded
+
+  const markCaught = (c) => {
+    if (c.caught) return;
+    c.caught = true;
+    c.caughtAt = performance.now();
+    st.caught++;
+    if (st.phase === "storm" && st.caught === live && st.reopened === live) st.done(true);
+  };
+
+  const onFrame = (c, data) => {
+    if (data.indexOf(EV_MESSAGE) >= 0) {
+      const body = JSON.parse(data).Body;
+      const id = body.ID;
+      c.ids.push(id);
+      if (id > c.last) c.last = id;
+      if (c.sender) {
+        const text = String(body.chatMessage);
+        const no = text.startsWith("bench ") ? Number(text.slice(6)) : Number.NaN;
+        if (c.pending.delete(no)) {
+          st.echoed++;
+          if (id > (roomAcked.get(c.room) ?? 0)) roomAcked.set(c.room, id);
+        }
+      }
+    } else if (data.indexOf(EV_RECOVERED) >= 0) {
+      const body = JSON.parse(data).Body;
+      st.replayed += body.count ?? 0;
+      if (body.complete === false) st.incomplete++;
+      markCaught(c);
+    } else if (data.indexOf(ERROR_EVENT) >= 0) {
+      errorFrames++;
+    }
+  };
+
+  // Resolves true once open, false if this attempt failed (the reason is counted).
+  const connect = (c) =>
+    new Promise((resolve) => {
+      st.attempts++;
+      let url = `${cfg.url}?room_id=${c.room}&jwt=${encodeURIComponent(c.token)}`;
+      if (c.opens > 0 && cfg.recovery) url += `&since=${c.last}`;
+      const ws = new WebSocket(url, {
+        perMessageDeflate: false,
+        skipUTF8Validation: true,
+        handshakeTimeout: 30_000,
+      });
+      let settled = false;
+      const fail = (reason) => {
+        if (settled) return;
+        settled = true;
+        st.failed++;
+        st.failures[reason] = (st.failures[reason] ?? 0) + 1;
+        if (st.phase === "storm") {
+          st.failedAfterUp++;
+          st.failuresAfterUp[reason] = (st.failuresAfterUp[reason] ?? 0) + 1;
+        }
+        resolve(false);
+      };
+      ws.on("message", (data) => onFrame(c, data));
+      ws.on("open", () => {
+        settled = true;
+        c.ws = ws;
+        c.open = true;
+        c.opens++;
+        c.openedAt = performance.now();
+        c.pending.clear();
+        openNow++;
+        if (c.opens === 2) st.reopened++;
+        if (c.opens === 1 || !cfg.recovery) markCaught(c);
+        resolve(true);
+      });
+      ws.on("unexpected-response", (_req, res) => {
+        fail(`HTTP ${res.statusCode}`);
+        res.resume();
+        ws.terminate();
+      });
+      ws.on("error", (err) => fail(err?.code ?? err?.message ?? String(err)));
+      ws.on("close", (code) => {
+        if (!settled) fail(`closed ${code}`);
+        if (c.ws !== ws || !c.open) return;
+        c.open = false;
+        openNow--;
+        if (c.caught) {
+          c.caught = false;
+          st.caught--;
+        }
+        if (closing) return;
+        st.closes[code] = (st.closes[code] ?? 0) + 1;
+        if (st.phase !== "running" && st.phase !== "storm") {
+          unexpectedCount++;
+          unexpectedCodes[code] = (unexpectedCodes[code] ?? 0) + 1;
+        }
+        if (st.tDown === null) st.tDown = performance.now();
+        attempt(c); // at once, as a client would
+      });
+    });
+
+  const attempt = (c) => {
+    c.timer = null;
+    connect(c).then((ok) => {
+      if (ok || closing) {
+        c.backoff = 0;
+        return;
+      }
+      // Server away: retry with a capped, jittered backoff ("up" cuts the wait short).
+      c.backoff = Math.min(1000, c.backoff > 0 ? c.backoff * 2 : 100);
+      c.timer = setTimeout(() => attempt(c), c.backoff * (0.5 + Math.random()));
+    });
+  };
+
+  // 1. Everyone connects (`connect_concurrency` at a time).
+  log(`opening ${clients.length} clients in ${nRooms} rooms`);
+  const t0 = performance.now();
+  let next = 0;
+  const worker = async () => {
+    while (next < clients.length) {
+      const c = clients[next++];
+      if (!(await connect(c))) c.dead = true;
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(cfg.connectConcurrency, clients.length) }, worker));
+  const initialS = (performance.now() - t0) / 1000;
+  live = clients.filter((c) => !c.dead).length;
+  const initial = {
+    connected: live,
+    connect_failures: clients.length - live,
+    connect_failure_reasons: { ...st.failures },
+    connect_s: round3(initialS),
+    connects_per_s: Math.round(live / initialS),
+  };
+  emit({ event: "connected", ...initial });
+
+  // 2. "go": the senders start; run.py restarts the server meanwhile.
+  if ((await nextLine()) === null) throw new Error("stdin closed before go");
+  st.phase = "running";
+  sending = true;
+  const interval = 1000 / cfg.rate;
+  const timers = [];
+  for (const c of clients) {
+    if (!c.sender || c.dead) continue;
+    const send = () => {
+      if (!sending || !c.open) return;
+      const no = nextMsgno++;
+      c.pending.add(no);
+      st.sent++;
+      c.ws.send(`{"chatRoomId":${c.room},"chatMessage":"bench ${no}"}`);
+    };
+    timers.push(setTimeout(() => timers.push(setInterval(send, interval)), Math.random() * interval));
+  }
+
+  // 3. "up": the storm. Every client still waiting retries now.
+  let cpu0 = null;
+  const caughtUp = new Promise((resolve) => {
+    st.done = resolve;
+  });
+  onUpLine = () => {
+    setTimeout(() => st.done(false), cfg.stormTimeout * 1000);
+    st.tUp = performance.now();
+    st.phase = "storm";
+    cpu0 = process.cpuUsage();
+    emit({ event: "measure_start" });
+    log(`server up again: ${live - openNow} clients to reconnect`);
+    for (const c of clients) {
+      if (c.timer !== null) {
+        clearTimeout(c.timer);
+        attempt(c);
+      }
+    }
+    if (st.caught === live && st.reopened === live) st.done(true);
+  };
+  // Bounded from "up" by storm_timeout (and the whole run by run.py's watchdog).
+  const complete = await caughtUp;
+  if (!complete) log(`storm timeout: ${st.reopened}/${live} reconnected, ${st.caught} caught up`);
+  const tEnd = performance.now();
+  const stormS = (tEnd - st.tUp) / 1000;
+  const cpu1 = process.cpuUsage(cpu0);
+  emit({ event: "measure_end" });
+  st.phase = "after";
+  const back = clients.filter((c) => !c.dead && c.opens >= 2);
+  const lastOpen = back.reduce((m, c) => Math.max(m, c.openedAt), st.tUp);
+  const lastCaught = back.reduce((m, c) => Math.max(m, c.caught ? c.caughtAt : tEnd), st.tUp);
+  const connectedS = (lastOpen - st.tUp) / 1000;
+  const caughtUpMs = back.map((c) => (c.caught ? c.caughtAt : tEnd) - st.tUp);
+  log(`all ${back.length} back in ${connectedS.toFixed(3)} s, caught up in ${stormS.toFixed(3)} s`);
+
+  // 4. The senders go on a little, then stop; wait until what they sent came back.
+  await new Promise((resolve) => setTimeout(resolve, cfg.after * 1000));
+  sending = false;
+  for (const t of timers) clearInterval(t);
+  const drainStart = performance.now();
+  const drained = await until(
+    () =>
+      clients.every(
+        (c) =>
+          c.dead ||
+          ((!c.sender || c.pending.size === 0 || !c.open) &&
+            c.last >= (roomAcked.get(c.room) ?? 0)),
+      ),
+    cfg.drainTimeout,
+  );
+  const drainS = (performance.now() - drainStart) / 1000;
+
+  // 5. The truth: every stored message of every room, from run.py.
+  emit({ event: "sent_done" });
+  const line = await nextLine();
+  const truth = line === null ? null : JSON.parse(line).truth;
+  const check = {
+    expected_frames: null,
+    received_frames: 0,
+    lost: null,
+    duplicated: 0,
+    out_of_order: 0,
+    unexpected: null,
+    clients_wrong: null,
+  };
+  for (const c of clients) check.received_frames += c.ids.length;
+  if (truth && cfg.recovery) {
+    Object.assign(check, { expected_frames: 0, lost: 0, unexpected: 0, clients_wrong: 0 });
+    const wanted = new Map();
+    for (const [room, ids] of Object.entries(truth)) wanted.set(Number(room), new Set(ids));
+    for (const c of clients) {
+      if (c.dead) continue;
+      const want = wanted.get(c.room) ?? new Set();
+      const seen = new Set();
+      let wrong = false;
+      let prev = 0;
+      for (const id of c.ids) {
+        if (seen.has(id)) {
+          check.duplicated++;
+          wrong = true;
+        }
+        seen.add(id);
+        if (id < prev) {
+          check.out_of_order++;
+          wrong = true;
+        }
+        prev = id;
+        if (!want.has(id)) {
+          check.unexpected++;
+          wrong = true;
+        }
+      }
+      check.expected_frames += want.size;
+      for (const id of want) {
+        if (!seen.has(id)) {
+          check.lost++;
+          wrong = true;
+        }
+      }
+      if (wrong) check.clients_wrong++;
+    }
+  } else {
+    // Nothing to compare with (the baseline: no history, and its IDs start again at 1
+    // after the restart).
+    check.duplicated = null;
+    check.out_of_order = null;
+  }
+  closing = true;
+  for (const c of clients) if (c.open) c.ws.close(1000, "bench done");
+  await until(() => openNow === 0, cfg.closeTimeout);
+  for (const c of clients) if (c.open) c.ws.terminate();
+  return {
+    mode: cfg.mode,
+    rooms: nRooms,
+    connections: clients.length,
+    senders: clients.filter((c) => c.sender && !c.dead).length,
+    rate_per_sender: cfg.rate,
+    recovery: cfg.recovery,
+    initial,
+    storm_complete: complete,
+    reconnected: back.length,
+    all_connected_s: round3(connectedS),
+    all_caught_up_s: round3((lastCaught - st.tUp) / 1000),
+    outage_s: st.tDown === null ? null : round3((lastCaught - st.tDown) / 1000),
+    connects_per_s: connectedS > 0 ? Math.round(back.length / connectedS) : null,
+    reconnect_attempts: st.attempts - clients.length,
+    failed_attempts: st.failed - initial.connect_failures,
+    failure_reasons: st.failures,
+    // Failed while the server was up again: refused upgrades, timeouts, resets.
+    failed_after_up: st.failedAfterUp,
+    failure_reasons_after_up: st.failuresAfterUp,
+    close_codes: st.closes,
+    replayed_frames: st.replayed,
+    incomplete_recoveries: st.incomplete,
+    // Per client, from "up" to caught up (its recovered frame, or open without recovery);
+    // exact (the histogram stops at 10 s).
+    latency_ms: { ...distribution(caughtUpMs), count: caughtUpMs.length },
+    caught_up_ms: distribution(caughtUpMs),
+    sent_msgs: st.sent,
+    echoed_msgs: st.echoed,
+    drain_s: round3(drainS),
+    drain_complete: drained,
+    ...check,
+    lost_frames: check.lost,
+    loadgen_cpu: round3((cpu1.user + cpu1.system) / 1e6 / stormS),
+  };
+}
+
 async function main() {
   let result;
   if (cfg.mode === "rooms") result = await manyRooms();
   else if (cfg.mode === "idle") result = await idle();
+  else if (cfg.mode === "storm") result = await storm();
   else throw new Error(`unknown mode ${cfg.mode}`);
   finish(result);
 }
