@@ -9,6 +9,7 @@ Sanic, websockets and Tortoise that the server uses is reached from this package
 - http.py: the rest of a body refused with 413 is read, so the client sees the 413.
 - deadline.py: a real header deadline (Sanic's REQUEST_TIMEOUT restarts on every
   byte), in Sanic's connection protocol.
+- launcher.py: that protocol under Sanic's own launcher (`sanic ... --factory`).
 
 At start-up `choose_wire` checks that everything the fast path needs is there
 (checks.py). If something is missing (a new release), one warning names it and
