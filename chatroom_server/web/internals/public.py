@@ -43,46 +43,20 @@ SHUTDOWN_WAIT = CLOSE_DRAIN_TIMEOUT + CLOSE_SEND_TIMEOUT + 2.0
 
 class Tasks:
     """The tasks of every public-path socket: kept (asyncio holds only weak
-    references) and awaited at shutdown, so that close frames go out first.
-
-    Also counts the handlers still reading (a PublicReader not yet closed): at
-    shutdown those are awaited too. A handler Sanic cancels at shutdown (its own
-    before_server_stop listener) ends its socket with `end_connection`, which stops
-    reading and closes the TCP connection at once: a client still sending then gets
-    a reset and loses what it had not read yet, our 1001 close frame included (1006).
-    """
+    references) and awaited at shutdown, so that close frames go out first."""
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
-        self.readers = 0
-        self._changed = asyncio.Event()
 
     def start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._done)
+        task.add_done_callback(self._tasks.discard)
         return task
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._changed.set()
-
-    def reader_closed(self) -> None:
-        self.readers -= 1
-        self._changed.set()
-
     async def wait(self, timeout: float) -> None:
-        """Until every handler has stopped reading and every task (close frames, the
-        drains that read up to the client's close) is done, for at most `timeout`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.readers > 0 or self._tasks:
-            left = deadline - loop.time()
-            if left <= 0:
-                break
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=timeout)
         for task in list(self._tasks):
             task.cancel()
 
@@ -160,7 +134,6 @@ class PublicReader:
         self.ws = ws
         self.transport = transport
         self.done = False  # the client closed: recv() has nothing more
-        transport.tasks.readers += 1
 
     async def get(self) -> str | bytes | None:
         closed = self.transport.closed
@@ -188,7 +161,6 @@ class PublicReader:
         the socket: take them, for a while."""
         if not self.done:
             self.transport.tasks.start(self._drain(), "websocket-drain")
-        self.transport.tasks.reader_closed()
 
     async def closing(self) -> None:
         transport = self.transport
