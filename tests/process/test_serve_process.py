@@ -162,8 +162,8 @@ async def test_sigterm_under_load_keeps_every_confirmed_message(
     await asyncio.wait_for(started.wait(), TIMEOUT)
     assert await asyncio.to_thread(proc.terminate) == 0
     await asyncio.wait_for(asyncio.gather(*senders), TIMEOUT)
-    assert codes == [1001] * 4
     log = proc.output()
+    assert codes == [1001] * 4, log
     if internals == "auto":
         for noise in ("Traceback", "Task was destroyed", "CancelledError"):
             assert noise not in log, log
