@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import sys
 
 import httpx
@@ -29,6 +30,13 @@ async def main(port: int) -> None:
         res = await http.post("/v1/api/chat/create", json={"name": "smoke"}, headers=headers)
         res.raise_for_status()
         room_id = res.json()["chatRoom"]["ID"]
+        # /docs and its ReDoc bundle come from the wheel (package data), not a CDN.
+        docs = await http.get("/docs")
+        docs.raise_for_status()
+        script = re.search(r'<script src="(/docs/[^"]+)"', docs.text)
+        assert script, "smoke: /docs names no script of its own"
+        bundle = await http.get(script.group(1))
+        assert bundle.status_code == 200 and len(bundle.content) > 500_000, bundle.status_code
     async with connect(f"ws://127.0.0.1:{port}/v1/ws?room_id={room_id}&jwt={token}") as ws:
         await ws.send(json.dumps({"chatRoomId": room_id, "chatMessage": "smoke test"}))
         while True:

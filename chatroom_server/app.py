@@ -16,20 +16,20 @@ from .pubsub import Broker, Deliver, Resync, make_broker
 from .pubsub.limits import make_limits
 from .pubsub.presence import make_presence
 from .realtime.hub import Hub
+from .realtime.keys import KeyWatch
 from .realtime.reads import ReadFanout
 from .realtime.relay import Relay
 from .realtime.revocations import Revocations
 from .realtime.room_events import ControlRoom, RoomEvents
-from .security import TokenService
 from .services import access
 from .services import admin as admin_service
 from .services import rooms as room_service
+from .services import secrets as secrets_service
 from .services.changes import MessageChanges
 from .services.limits import AbuseLimits, LimitSettings
 from .services.members import RoomAdmin
 from .services.messages import plan_batch
 from .services.reads import ReadService
-from .services.secrets import shared_secret
 from .services.sessions import SessionService
 from .services.users import UserService
 from .settings import Settings
@@ -38,7 +38,7 @@ from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
 from .web.internals import choose_protocol, choose_wire, launcher, orm
 from .web.keepalive import Keepalive
-from .web.openapi import setup_openapi
+from .web.openapi import configure_docs, setup_openapi
 
 log = logging.getLogger("chatroom_server")
 
@@ -57,13 +57,17 @@ def create_app(settings: Settings | object = None, name: str = "chatroom_server"
     hub = Hub(wire.encode)
 
     def broker(deliver: Deliver, resync: Resync) -> Broker:
-        return make_broker(settings.redis_url, deliver, resync, settings.redis_prefix)
+        return make_broker(
+            settings.redis_url, deliver, resync, settings.redis_prefix, settings.redis_cluster
+        )
 
     relay = Relay(
         hub,
         store,
         broker,
-        make_presence(settings.redis_url, settings.redis_prefix, settings.presence_ttl),
+        make_presence(
+            settings.redis_url, settings.redis_prefix, settings.presence_ttl, settings.redis_cluster
+        ),
         room_service.deleted_among,
         settings.room_check_interval,
         presence_ttl=settings.presence_ttl,
@@ -99,12 +103,19 @@ def create_app(settings: Settings | object = None, name: str = "chatroom_server"
         on_mark=room_events.admins_changed,
     )
     read_fanout = ReadFanout(hub, relay.publish_control)
-    relay.control = ControlRoom(revocations, room_events, read_fanout)
+    keys = KeyWatch(
+        lambda: secrets_service.key_ring(settings.jwt_secret),
+        secrets_service.newest_key,
+        revocations,
+        # rotate-secret without Redis: picked up within about a second (SPEC 14: 10 s).
+        every=min(1.0, settings.room_check_interval),
+    )
+    relay.control = ControlRoom(revocations, room_events, read_fanout, keys)
     sessions.announce_with(revocations.announce)
     room_admin = RoomAdmin()
     room_admin.announce_with(room_events.announce)
     limits = AbuseLimits(
-        make_limits(settings.redis_url, settings.redis_prefix),
+        make_limits(settings.redis_url, settings.redis_prefix, settings.redis_cluster),
         LimitSettings.of(settings),
     )
     ctx = Ctx(
@@ -113,6 +124,7 @@ def create_app(settings: Settings | object = None, name: str = "chatroom_server"
         limits=limits,
         sessions=sessions,
         revocations=revocations,
+        keys=keys,
         room_events=room_events,
         rooms=room_admin,
         reads=ReadService(),
@@ -169,8 +181,7 @@ def _configure(app: App, settings: Settings) -> None:
     app.config.ACCESS_LOG = False
     app.config.CORS_ORIGINS = settings.cors_origins
     app.config.CORS_ALLOW_HEADERS = "authorization,content-type"
-    app.config.OAS_URL_PREFIX = "/docs"
-    app.config.OAS_UI_DEFAULT = "redoc"
+    configure_docs(app.config)
     app.config.API_TITLE = "chatroom-server"
     app.config.API_VERSION = __version__
     Extend(app)
@@ -182,10 +193,10 @@ def _setup_lifecycle(app: App) -> None:
         settings = app.ctx.settings
         await orm.open_database(settings.database_url)
         await app.ctx.store.open()
-        secret = settings.jwt_secret or await shared_secret()
-        app.ctx.tokens = TokenService(secret, settings.token_ttl)
+        app.ctx.tokens = await app.ctx.keys.open(settings.token_ttl)
         await app.ctx.relay.start()
         app.ctx.revocations.start()
+        app.ctx.keys.start()
         app.ctx.room_events.start()
         app.ctx.limits.start()
         app.ctx.keepalive.start()
@@ -195,6 +206,7 @@ def _setup_lifecycle(app: App) -> None:
         # Close with 1001 ourselves: Sanic would otherwise close them with 1000.
         await app.ctx.keepalive.stop()
         await app.ctx.revocations.stop()
+        await app.ctx.keys.stop()
         await app.ctx.room_events.stop()
         await app.ctx.relay.stop()
         await app.ctx.wire.wait_closed()

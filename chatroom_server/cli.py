@@ -21,14 +21,19 @@ import click
 
 from . import __version__
 from .cli_admin import COMMANDS as admin_commands
+from .cli_data import COMMANDS as data_commands
+from .cli_keys import rotate_secret
 from .cli_support import (
     OneLineErrors,
+    check_ports,
+    check_redis,
     database_option,
     describe_db_failure,
     fail,
     load_settings,
     run_db,
     say,
+    start_up_deadline,
 )
 from .errors import ConfigError
 from .settings import Settings
@@ -102,6 +107,12 @@ def main() -> None:
 @click.option("--workers", type=int, default=None, help="Worker processes (default 1).")
 @database_option
 @click.option("--redis-url", default=None, metavar="URL", help="Redis for several workers/hosts.")
+@click.option(
+    "--redis-cluster",
+    is_flag=True,
+    default=None,
+    help="The Redis URL names a Redis Cluster node (env CHATROOM_REDIS_CLUSTER).",
+)
 @click.option("--dev", is_flag=True, default=None, help="Auto-reload and debug logs.")
 @click.option("--no-migrate", is_flag=True, help="Do not apply pending migrations at start.")
 @click.option(
@@ -126,6 +137,8 @@ def serve(no_migrate: bool, **flags: Any) -> None:
             "--workers above 1 needs --redis-url: each worker is a separate process, "
             "and without Redis every room would be split between them."
         )
+    check_ports(settings)
+    check_redis(settings)
     if not no_migrate:
         for name in migrate_database(settings.database_url):
             say(f"Applied migration {name}")
@@ -277,14 +290,16 @@ def delete_room(room_id: int, database_url: str | None) -> None:
     click.echo(f"Deleted room {room.id}: {room.name}")
 
 
-for command in admin_commands:
+for command in (*admin_commands, *data_commands):
     main.add_command(command)
+main.add_command(rotate_secret)
 
 
 def run() -> None:
     """Entry point that also turns Ctrl-C into a quiet exit."""
     try:
-        main(standalone_mode=True)
+        with start_up_deadline():
+            main(standalone_mode=True)
     except KeyboardInterrupt:
         sys.exit(130)
     except ConfigError as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,13 +21,23 @@ from .settings import Settings
 if TYPE_CHECKING:  # the services load the ORM: only when a command runs
     from .services.admin import Account
 
-redis_option = click.option(
+_redis_url = click.option(
     "--redis-url",
     default=None,
     metavar="URL",
     help="The servers' Redis, to tell them at once (env CHATROOM_REDIS_URL); without it "
     "they notice through the database within about a second.",
 )
+_redis_cluster = click.option(
+    "--redis-cluster",
+    is_flag=True,
+    default=None,
+    help="The Redis URL names a Redis Cluster node (env CHATROOM_REDIS_CLUSTER).",
+)
+
+
+def redis_option(command: Any) -> Any:
+    return _redis_url(_redis_cluster(command))
 
 
 def _who(account: Account) -> str:
@@ -82,7 +92,9 @@ async def _publish(settings: Settings, change: Revocation | RoomEvent) -> str | 
     else:
         payload = protocol.bus_room_event(change)
     try:
-        await publish_once(settings.redis_url, CONTROL_ROOM, payload, settings.redis_prefix)
+        await publish_once(
+            settings.redis_url, CONTROL_ROOM, payload, settings.redis_prefix, settings.redis_cluster
+        )
     except ChatError as exc:
         return exc.message
     return None
@@ -102,12 +114,16 @@ def _report_announcement(settings: Settings, change: Revocation | RoomEvent) -> 
 @click.argument("user")
 @database_option
 @redis_option
-def deactivate_user(user: str, database_url: str | None, redis_url: str | None) -> None:
+def deactivate_user(
+    user: str, database_url: str | None, redis_url: str | None, redis_cluster: bool | None
+) -> None:
     """Deactivate USER (an ID or a name): every token refused, sockets closed (1008),
     sessions ended; their messages stay."""
     from .services import admin
 
-    settings = load_settings(database_url=database_url, redis_url=redis_url)
+    settings = load_settings(
+        database_url=database_url, redis_url=redis_url, redis_cluster=redis_cluster
+    )
     account, revocation = run_db(settings.database_url, lambda: admin.deactivate(user))
     if revocation is None:
         click.echo(f"The {_who(account)} was already deactivated.")
@@ -141,11 +157,19 @@ def reactivate_user(user: str, database_url: str | None) -> None:
 )
 @database_option
 @redis_option
-def set_admin(user: str, off: bool, database_url: str | None, redis_url: str | None) -> None:
+def set_admin(
+    user: str,
+    off: bool,
+    database_url: str | None,
+    redis_url: str | None,
+    redis_cluster: bool | None,
+) -> None:
     """Make USER (a name or an ID) a site admin: sees and moderates every room."""
     from .services import admin
 
-    settings = load_settings(database_url=database_url, redis_url=redis_url)
+    settings = load_settings(
+        database_url=database_url, redis_url=redis_url, redis_cluster=redis_cluster
+    )
     account, changed = run_db(settings.database_url, lambda: admin.set_admin(user, not off))
     if changed and off:
         _report_announcement(settings, RoomEvent("admin_off", 0, account.id))
@@ -166,7 +190,11 @@ def set_admin(user: str, off: bool, database_url: str | None, redis_url: str | N
 @redis_option
 @click.pass_context
 def reset_password(
-    ctx: click.Context, user: str, database_url: str | None, redis_url: str | None
+    ctx: click.Context,
+    user: str,
+    database_url: str | None,
+    redis_url: str | None,
+    redis_cluster: bool | None,
 ) -> None:
     """Set a new password for USER (a name or an ID) and end every session of theirs.
 
@@ -180,7 +208,9 @@ def reset_password(
             "reset-password takes only the user: the new password is never taken from "
             "the command line (pipe it on stdin, or answer the prompt)."
         )
-    settings = load_settings(database_url=database_url, redis_url=redis_url)
+    settings = load_settings(
+        database_url=database_url, redis_url=redis_url, redis_cluster=redis_cluster
+    )
     run_db(settings.database_url, lambda: admin.find_account(user))  # before asking
     password = _read_new_password()
     account, revocation = run_db(

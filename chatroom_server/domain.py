@@ -103,6 +103,9 @@ class Identity:
     # sessions existed, which stands until it expires or the user ends all sessions.
     session_id: str | None = None
     issued_at: int = 0  # unix seconds
+    # The signing key that signed the token (its `kid`); None: the legacy key, for a
+    # token without a kid. Its socket closes when that key retires (realtime/keys.py).
+    key_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
-"""One frozen Settings object: command-line flags > CHATROOM_* environment > defaults.
+"""One frozen Settings object: command-line flags > CHATROOM_* environment > a .env
+file in the working directory > defaults.
 
-Nothing else in the package reads the environment.
+Nothing else in the package reads the environment (or the .env file).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from typing import Any
 from .errors import ConfigError
 
 ENV_PREFIX = "CHATROOM_"
+DOTENV = ".env"  # in the working directory
+DOTENV_MAX_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,8 @@ class Settings:
     dev: bool = False
     database_url: str = "sqlite://chatroom.sqlite3"
     redis_url: str | None = None
+    # The Redis URL names a node of a Redis Cluster (sharded pub/sub, SPEC section 13).
+    redis_cluster: bool = False
     # Prefix of every Redis key and channel, so several deployments can share a Redis.
     redis_prefix: str = "chatroom"
     # None: a random secret is generated once and stored in the database.
@@ -88,8 +93,11 @@ class Settings:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from the environment, then apply non-None overrides (flags)."""
-        environ = os.environ if environ is None else environ
+        """Build settings from the environment, then apply non-None overrides (flags).
+
+        Without `environ`: the process environment over the working directory's .env.
+        """
+        environ = environment() if environ is None else environ
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
@@ -163,6 +171,8 @@ class Settings:
             ("redis://", "rediss://", "unix://")
         ):
             raise ConfigError("The Redis URL must start with redis://, rediss:// or unix://.")
+        if self.redis_cluster and self.redis_url is None:
+            raise ConfigError("--redis-cluster (CHATROOM_REDIS_CLUSTER) needs a Redis URL.")
         if self.jwt_secret is not None and len(self.jwt_secret) < 16:
             raise ConfigError("CHATROOM_JWT_SECRET must be at least 16 characters long.")
 
@@ -181,6 +191,91 @@ def _split(value: str) -> tuple[str, ...]:
 
 def _env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
+
+
+def env_var(name: str) -> str | None:
+    """The CHATROOM_* variable of the setting `name`; None when there is no such setting."""
+    if name in {f.name for f in dataclasses.fields(Settings)}:
+        return _env_name(name)
+    return None
+
+
+def environment(dotenv: str = DOTENV) -> dict[str, str]:
+    """The CHATROOM_* variables: the process environment over the .env file.
+
+    A variable set to the empty string counts as unset, here as everywhere.
+    """
+    values = read_dotenv(dotenv)
+    values.update((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIX) and v != "")
+    return values
+
+
+_KEY = re.compile(r"(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
+
+
+def read_dotenv(path: str = DOTENV) -> dict[str, str]:
+    """The CHATROOM_* keys of a .env file; {} when there is none.
+
+    One KEY=VALUE a line (an `export ` before it is allowed); blank lines and lines
+    starting with # are skipped. VALUE is bare (trimmed, ended by " #"), in single
+    quotes (taken as is) or in double quotes (with \\n, \\t, \\", \\\\ escapes); no
+    variable expansion, no value over several lines. Any other line is an error:
+    it may be a setting someone meant, and silence would hide it.
+    """
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(DOTENV_MAX_BYTES + 1)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if len(raw) > DOTENV_MAX_BYTES:
+        raise ConfigError(f"{path} is larger than {DOTENV_MAX_BYTES // 1024} KiB.")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not valid UTF-8.") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        match = _KEY.fullmatch(stripped)
+        if match is None:
+            raise ConfigError(f"{path}, line {number}: expected KEY=VALUE.")
+        key, rest = match.groups()
+        value = _dotenv_value(rest)
+        if value is None:
+            # The value is not repeated: it may be a secret.
+            raise ConfigError(
+                f"{path}, line {number}: the value of {key} has an unclosed quote "
+                "or text after its closing quote."
+            )
+        if key.startswith(ENV_PREFIX):
+            values[key] = value
+    return values
+
+
+def _dotenv_value(rest: str) -> str | None:
+    """The value after KEY=, or None when it is malformed."""
+    if not rest or rest[0] not in "'\"":
+        return re.split(r"\s#", rest, maxsplit=1)[0].strip()
+    quote, i = rest[0], 1
+    chars: list[str] = []
+    while i < len(rest):
+        char = rest[i]
+        if char == quote:
+            tail = rest[i + 1 :].strip()
+            return "".join(chars) if not tail or tail.startswith("#") else None
+        if char == "\\" and quote == '"' and i + 1 < len(rest):
+            following = rest[i + 1]
+            chars.append(_ESCAPES.get(following, "\\" + following))
+            i += 2
+            continue
+        chars.append(char)
+        i += 1
+    return None
 
 
 def _convert(name: str, annotation: Any, raw: str) -> Any:

@@ -89,7 +89,8 @@ async def _pg_reset(url: str) -> None:
     conn = await asyncpg.connect(url, timeout=5)
     try:
         await conn.execute(
-            "TRUNCATE messages, sessions, rooms, users, server_secrets RESTART IDENTITY CASCADE"
+            "TRUNCATE messages, sessions, rooms, users, server_secrets, signing_keys "
+            "RESTART IDENTITY CASCADE"
         )
     finally:
         await conn.close()

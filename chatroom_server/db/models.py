@@ -210,3 +210,21 @@ class ServerSecret(Model):
 
     class Meta:
         table = "server_secrets"
+
+
+class SigningKeyRow(Model):
+    """A token signing key (`kid` in the JWT header). `rotate-secret` adds one and sets
+    the others' `retires_at`; the newest row without it signs. The row LEGACY_KID
+    (security.py) holds no secret: it stands for tokens without a kid (their secret is
+    CHATROOM_JWT_SECRET or server_secrets' jwt_secret) and only carries their end."""
+
+    kid = fields.CharField(max_length=32, primary_key=True)
+    secret = fields.CharField(max_length=255)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    retires_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "signing_keys"
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"<SigningKeyRow kid={self.kid}>"

@@ -107,6 +107,22 @@ def parse_revocation(payload: str) -> Revocation:
     )
 
 
+# ... and signing key rotations (the CLI's rotate-secret -> realtime/keys.py):
+#   "k <new key ID>"   every process reads the keys from the database again
+
+
+def bus_key_rotation(kid: str) -> str:
+    return f"k {kid}"
+
+
+def parse_key_rotation(payload: str) -> str:
+    """The new key's ID; raise ValueError if the payload is not a rotation."""
+    tag, kid = payload.split(" ")
+    if tag != "k" or not kid:
+        raise ValueError(f"not a key rotation: {tag!r}")
+    return kid
+
+
 # ... and read markers that moved (realtime/reads.py), for the user's other connections:
 #   "u <user ID> <room ID> <last read ID> <process> <connection or ->"
 # `process` names the process whose connection `connection` (a token of that process's

@@ -144,10 +144,10 @@ class MemoryLimits:
         pass
 
 
-def make_limits(url: str | None, prefix: str) -> Limits:
+def make_limits(url: str | None, prefix: str, cluster: bool = False) -> Limits:
     """In-process counters, or counters shared in Redis when a Redis URL is configured."""
     if url is None:
         return MemoryLimits()
     from .limits_redis import RedisLimits
 
-    return RedisLimits(url, prefix)
+    return RedisLimits(url, prefix, cluster=cluster)

@@ -7,7 +7,9 @@ Keys (all under `{prefix}:limit:`, all with an expiry so nothing stays):
            its holder refreshes it every TTL/3, so a crashed host's members lapse
 Each operation is one Lua script (redis-py's `register_script`: EVALSHA, and
 EVAL once when Redis does not know the script yet), timed by the Redis server's
-clock so that hosts whose clocks disagree still agree on a window.
+clock so that hosts whose clocks disagree still agree on a window. On a Redis
+Cluster a script may only touch keys of one hash slot: every script but the
+refresh takes one key, and the refresh is sent once per slot.
 
 While Redis is unreachable the counts fall back to this process's own
 (`MemoryLimits`): the limits still hold per process and nobody is refused for
@@ -22,15 +24,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.crc import key_slot
 
 from .limits import MemoryLimits
+from .redis_connect import FAILURES, Client, make_client
 
 log = logging.getLogger("chatroom_server.pubsub")
 
-# redis-py raises its own errors, and the builtin TimeoutError (an OSError) on socket timeouts.
-_FAILURES = (RedisError, OSError)
+_FAILURES = FAILURES
 T = TypeVar("T")
 
 _NOW_MS = """
@@ -105,11 +106,17 @@ def _ms(seconds: float) -> int:
 
 
 class RedisLimits:
-    def __init__(self, url: str, prefix: str, timeout: float = 1.0, retry: float = 1.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        timeout: float = 1.0,
+        retry: float = 1.0,
+        cluster: bool = False,
+    ) -> None:
         # Its own client: a slow limit call never queues behind pub/sub or presence.
-        self._redis: Redis = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+        self._redis: Client = make_client(url, cluster, timeout)
+        self._cluster = cluster
         self._prefix = f"{prefix}:limit:"
         self._local = MemoryLimits()
         self._retry = retry
@@ -211,11 +218,10 @@ class RedisLimits:
     async def refresh(self, slots: Iterable[tuple[str, str]], ttl: float) -> None:
         items = list(slots)
         self._local.refresh_now(items, ttl)
-        for start in range(0, len(items), 500):  # bounded script calls with many sockets
-            chunk = items[start : start + 500]
+        for chunk in self._refresh_batches(items):
 
             async def shared(chunk: list[tuple[str, str]] = chunk) -> None:
-                keys = [self._prefix + "c:" + key for key, _ in chunk]
+                keys = [key for key, _ in chunk]
                 args: list[Any] = [_ms(ttl), *(member for _, member in chunk)]
                 await self._refresh(keys=keys, args=args)
 
@@ -223,6 +229,20 @@ class RedisLimits:
                 pass
 
             await self._shared(shared, nothing)
+
+    def _refresh_batches(self, items: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+        """(Redis key, member) batches of at most 500 (bounded script calls with many
+        sockets), each within one hash slot on a cluster."""
+        groups: dict[int, list[tuple[str, str]]] = {}
+        for key, member in items:
+            name = self._prefix + "c:" + key
+            slot = key_slot(name.encode()) if self._cluster else 0
+            groups.setdefault(slot, []).append((name, member))
+        return [
+            group[start : start + 500]
+            for group in groups.values()
+            for start in range(0, len(group), 500)
+        ]
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -32,7 +32,9 @@ class MemoryBroker:
         if room_id in self._rooms:
             self._deliver(room_id, payload)
 
-    async def publish_many(self, items: Sequence[tuple[int, str]]) -> None:
+    async def publish_many(self, items: Sequence[tuple[int, str]], echo: bool = True) -> None:
+        if not echo:
+            return  # delivered here already, and there is no other process
         for room_id, payload in items:
             if room_id in self._rooms:
                 self._deliver(room_id, payload)

@@ -78,9 +78,9 @@ class LocalPresence:
         self._rooms.clear()
 
 
-def make_presence(url: str | None, prefix: str, ttl: float) -> PresenceStore:
+def make_presence(url: str | None, prefix: str, ttl: float, cluster: bool = False) -> PresenceStore:
     if url is None:
         return LocalPresence()
     from .redis_presence import RedisPresence
 
-    return RedisPresence(url, prefix, ttl)
+    return RedisPresence(url, prefix, ttl, cluster=cluster)

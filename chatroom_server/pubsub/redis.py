@@ -22,22 +22,34 @@ from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 from redis.maint_notifications import MaintNotificationsConfig
 
 from . import BrokerUnavailable, Deliver, Resync
+from .redis_connect import FAILURES, check_mode
 
 log = logging.getLogger("chatroom_server.pubsub")
 
-_CONNECTION_ERRORS = (RedisError, OSError)  # OSError includes the builtin TimeoutError
+_CONNECTION_ERRORS = FAILURES  # redis-py's errors and OSError (the builtin TimeoutError)
+
+# Payloads published here with echo=False and not heard back yet, at most this many:
+# past it they are forgotten (their echoes, should they come, go to deliver, which
+# takes duplicates). Only an echo lost without a lost connection stays behind.
+MAX_ECHOES = 65536
 
 
 class _SubscriptionLost(Exception):
     """The subscriber connection may be deaf: start over."""
 
 
+class _WrongMode(_SubscriptionLost):
+    """The server is a cluster node and the broker is not a cluster one, or the reverse."""
+
+
 class RedisBroker:
     """Broker over Redis pub/sub; see `chatroom_server.pubsub.Broker` for the contract."""
+
+    # Whether the server must be a cluster node (redis_cluster.RedisClusterBroker).
+    cluster = False
 
     def __init__(
         self,
@@ -74,6 +86,10 @@ class RedisBroker:
         self._confirmations: dict[str, deque[asyncio.Future[None]]] = {}
         self._probe_token: str | None = None
         self._drop_reason: str | None = None
+        self._wrong_mode: str | None = None  # logged once, not on every retry
+        # Our own payloads on their way back (publish_many with echo=False), as a
+        # set: recognised by one hash lookup, before anything else is done.
+        self._echoes: dict[str, None] = {}
 
     @property
     def healthy(self) -> bool:
@@ -93,6 +109,8 @@ class RedisBroker:
         try:
             await self._open_session()
             self._healthy = True
+        except _WrongMode:
+            pass  # logged as an error; /readyz reports it until the server is right
         except _CONNECTION_ERRORS + (_SubscriptionLost,) as exc:
             log.warning("Redis pub/sub is unreachable (%s); retrying in the background", exc)
         self._listener = asyncio.create_task(self._listen(), name="chatroom-redis-listener")
@@ -105,6 +123,7 @@ class RedisBroker:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._healthy = False
         self._wanted.clear()
+        self._echoes.clear()
         self._release_confirmations()
         pubsub, self._pubsub = self._pubsub, None
         if pubsub is not None:
@@ -161,18 +180,31 @@ class RedisBroker:
         except _CONNECTION_ERRORS as exc:
             raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
 
-    async def publish_many(self, items: Sequence[tuple[int, str]]) -> None:
+    async def publish_many(self, items: Sequence[tuple[int, str]], echo: bool = True) -> None:
         client = self._client
         if client is None:
             raise BrokerUnavailable("the Redis broker is not connected")
         # One pipeline (not a transaction): one round trip, PUBLISHes in order.
         pipe = client.pipeline(transaction=False)
+        expect = not echo and self._live_pubsub() is not None
+        echoes, wanted = self._echoes, self._wanted
         for room_id, payload in items:
-            pipe.publish(self._room_channel(room_id), payload)
+            self._queue_publish(pipe, self._room_channel(room_id), payload)
+            if expect and room_id in wanted:
+                echoes[payload] = None  # before the await: the echo may come back first
+        if len(echoes) > MAX_ECHOES:
+            echoes.clear()
         try:
             await pipe.execute()
         except _CONNECTION_ERRORS as exc:
+            if expect:
+                for _, payload in items:
+                    echoes.pop(payload, None)
             raise BrokerUnavailable(f"Redis is unreachable: {exc}") from exc
+
+    def _queue_publish(self, pipe: Any, channel: str, payload: str) -> None:
+        """Add one publish to a pipeline (the cluster's broker sends SPUBLISH)."""
+        pipe.publish(channel, payload)
 
     async def publish_once(self, room_id: int, payload: str) -> None:
         """Publish one payload with no subscriber and no listener: for a process that
@@ -247,6 +279,8 @@ class RedisBroker:
         if kind != "message":
             return
         data: str = message["data"]
+        if self._echoes and self._echoes.pop(data, 0) is None:
+            return  # our own publish, delivered here already
         if channel == self._probe_channel:
             if data == self._probe_token:
                 self._probe_token = None
@@ -272,6 +306,7 @@ class RedisBroker:
         self._healthy = False
         if self._pubsub is pubsub:
             self._pubsub = None
+        self._echoes.clear()  # what was on its way may never come back
         self._release_confirmations()
         await _close_quietly(pubsub)
 
@@ -301,8 +336,8 @@ class RedisBroker:
 
     async def _open_session(self) -> None:
         """Connect a fresh subscriber, subscribe to every wanted room, wait for Redis to confirm."""
-        assert self._sub_client is not None
-        pubsub = self._sub_client.pubsub()
+        await self._check_mode()
+        pubsub = self._new_pubsub()
         self._drop_reason = None
         self._probe_token = None
         try:
@@ -342,6 +377,20 @@ class RedisBroker:
                 await pubsub.connection.disconnect(nowait=True)
             except _CONNECTION_ERRORS as exc:
                 log.debug("closing the subscriber connection failed: %s", exc)
+
+    async def _check_mode(self) -> None:
+        """Refuse a server whose mode (cluster or not) is not this broker's: half-working."""
+        problem = await check_mode(self._url, self.cluster, self._timeout)
+        if problem is not None:
+            if problem != self._wrong_mode:
+                log.error("%s", problem)
+            self._wrong_mode = problem
+            raise _WrongMode(problem)
+        self._wrong_mode = None
+
+    def _new_pubsub(self) -> PubSub:
+        assert self._sub_client is not None
+        return self._sub_client.pubsub()
 
     def _schedule_resync(self) -> None:
         if self._on_resync is None:

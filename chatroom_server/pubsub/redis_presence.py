@@ -1,10 +1,13 @@
 """Presence in Redis: sorted sets scored by expiry time, refreshed by each host.
 
 Per room R:
-  {prefix}:presence:R          users present: member "<user_id>|<name>", score = expiry
-  {prefix}:presence:R:u:<uid>  that user's connections: member "<host>|<conn>", score = expiry
+  {prefix}:presence:{R}          users present: member "<user_id>|<name>", score = expiry
+  {prefix}:presence:{R}:u:<uid>  that user's connections: member "<host>|<conn>", score = expiry
 Readers ignore scores in the past, so a host that died stops counting within the TTL.
 Scripts keep "add, then am I the first?" and "remove, then am I the last?" atomic.
+The hash tag {R} puts a room's keys in one slot of a Redis Cluster, where a script
+may only touch keys of one slot (and `list` is one node's pipeline); the same
+names serve a standalone Redis.
 """
 
 from __future__ import annotations
@@ -13,15 +16,12 @@ import time
 import uuid
 from collections.abc import Iterable
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from ..domain import Presence
 from . import BrokerUnavailable
 from .presence import Entry
+from .redis_connect import FAILURES, Client, make_client
 
-# redis-py raises its own errors, and the builtin TimeoutError (an OSError) on socket timeouts.
-_FAILURES = (RedisError, OSError)
+_FAILURES = FAILURES
 
 _ADD = """
 local now, expiry, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -44,16 +44,19 @@ return left
 
 
 class RedisPresence:
-    def __init__(self, url: str, prefix: str, ttl: float, timeout: float = 1.5) -> None:
-        self._redis: Redis = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
-        )
+    def __init__(
+        self, url: str, prefix: str, ttl: float, timeout: float = 1.5, cluster: bool = False
+    ) -> None:
+        self._redis: Client = make_client(url, cluster, timeout)
         self._prefix = f"{prefix}:presence:"
         self._host = uuid.uuid4().hex[:12]
         self._ttl = max(1, int(ttl))
 
+    def _room_key(self, room_id: int) -> str:
+        return f"{self._prefix}{{{room_id}}}"
+
     def _keys(self, entry: Entry) -> list[str]:
-        room = f"{self._prefix}{entry.room_id}"
+        room = self._room_key(entry.room_id)
         return [room, f"{room}:u:{entry.user_id}"]
 
     def _conn(self, entry: Entry) -> str:
@@ -84,7 +87,7 @@ class RedisPresence:
         return int(left) == 0
 
     async def list(self, room_id: int) -> Presence:
-        room = f"{self._prefix}{room_id}"
+        room = self._room_key(room_id)
         now = time.time()
         try:
             users = [str(m) for m in await self._redis.zrangebyscore(room, now, "+inf")]

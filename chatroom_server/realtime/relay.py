@@ -295,6 +295,7 @@ class Relay:
     async def _change(self, draft: ChangeDraft) -> Change:
         change = await self.store.store_change(draft)
         frame = protocol.change_frame(change)
+        self._offer(change.room_id, change.seq, change.id, frame, True)
         await self._publish_items([(change.room_id, protocol.bus_change(change, frame))])
         return change
 
@@ -308,21 +309,28 @@ class Relay:
             self.deliver(room.id, payload)  # at least this process hears it
 
     async def _publish(self, messages: list[Message]) -> None:
-        """After a commit, in commit order: every process's relay gets each new message."""
-        items = [(m.room_id, protocol.bus_message(m, protocol.message_frame(m))) for m in messages]
+        """After a commit, in commit order: this process's connections get each new
+        message now, every other process's relay through the broker."""
+        items = []
+        for m in messages:
+            frame = protocol.message_frame(m)
+            self._offer(m.room_id, m.seq, m.id, frame, False)
+            items.append((m.room_id, protocol.bus_message(m, frame)))
         await self._publish_items(items)
+
+    def _offer(self, room_id: int, seq: int, row_id: int, frame: str, v2_only: bool) -> None:
+        # Delivered here without the broker's round trip and without parsing our own
+        # envelope back (issue 15); the sequencer keeps the room's order with what
+        # other hosts publish, and drops our echo should the broker still send one.
+        sequencer = self._sequencers.get(room_id)
+        if sequencer is not None:
+            sequencer.offer(seq, row_id, frame, v2_only)
 
     async def _publish_items(self, items: list[tuple[int, str]]) -> None:
         try:
-            await self.broker.publish_many(items)
-            heard = self.broker.healthy
+            await self.broker.publish_many(items, echo=False)
         except BrokerUnavailable:
-            heard = False
-        if not heard:
-            # Stored is stored: deliver here now (the sequencer drops the echo if one
-            # comes); other hosts back-fill them by seq.
-            for room_id, payload in items:
-                self.deliver(room_id, payload)
+            pass  # stored is stored, and delivered here: other hosts back-fill by seq
 
     async def publish_control(self, payload: str) -> None:
         """Send a payload to every process's control listener (raises BrokerUnavailable)."""

@@ -16,6 +16,9 @@ cache is cleared and the open sockets are checked at once (a deactivated user's
 sockets close within about `mark_every` seconds, with or without Redis), and so
 is whatever else `on_mark` checks (the room access of sockets opened by site
 admins: `set-admin --off` moves the mark too).
+
+A signing key that retires (rotate-secret's grace ended: realtime/keys.py) ends
+its tokens the same way: `close_where` closes the sockets they opened, with 1008.
 """
 
 from __future__ import annotations
@@ -98,6 +101,14 @@ class Revocations:
             identity = conn.identity
             if revocation.ends(identity.user_id, identity.session_id):
                 conn.close(CLOSE_POLICY, SESSION_ENDED)
+
+    def close_where(self, ended: Callable[[Identity], bool], code: int, reason: str) -> int:
+        """Close this process's sockets whose token `ended` says no longer stands (its
+        signing key retired: realtime/keys.py); how many closed."""
+        closing = [conn for conn in self.hub.all_connections() if ended(conn.identity)]
+        for conn in closing:
+            conn.close(code, reason)
+        return len(closing)
 
     async def resynced(self) -> None:
         """The broker was away and is back: what it did not carry, the database says."""

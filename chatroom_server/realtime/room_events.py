@@ -23,6 +23,7 @@ from .. import protocol
 from ..domain import Room, RoomEvent
 from .connection import CLOSE_GOING_AWAY, CLOSE_POLICY, Connection
 from .hub import Hub
+from .keys import KeyWatch
 from .reads import ReadFanout
 from .revocations import Revocations
 
@@ -203,14 +204,20 @@ class RoomEvents:
 
 
 class ControlRoom:
-    """The control room's listener: session revocations, room events and read markers."""
+    """The control room's listener: session revocations, room events, read markers and
+    signing key rotations."""
 
     def __init__(
-        self, revocations: Revocations, rooms: RoomEvents, reads: ReadFanout | None = None
+        self,
+        revocations: Revocations,
+        rooms: RoomEvents,
+        reads: ReadFanout | None = None,
+        keys: KeyWatch | None = None,
     ) -> None:
         self.revocations = revocations
         self.rooms = rooms
         self.reads = reads
+        self.keys = keys
 
     def hear(self, payload: str) -> None:
         if payload.startswith("e "):
@@ -218,6 +225,9 @@ class ControlRoom:
         elif payload.startswith("u "):
             if self.reads is not None:
                 self.reads.hear(payload)
+        elif payload.startswith("k "):
+            if self.keys is not None:
+                self.keys.hear(payload)
         else:
             self.revocations.hear(payload)
 

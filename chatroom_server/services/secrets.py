@@ -1,15 +1,31 @@
-"""Server-wide secrets generated once and kept in the database."""
+"""Server-wide secrets generated once and kept in the database, and the token
+signing keys that `rotate-secret` adds (security.py signs and verifies with them).
+
+Rotation: a new key signs from now on; every other key, the legacy one (tokens
+without a kid) included, keeps verifying until `now + grace`, then nothing it
+signed is accepted. Servers notice a rotation by reading the newest key's ID
+about every second (realtime/keys.py), and at once when the CLI can tell them
+through Redis.
+"""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from tortoise import timezone
 from tortoise.exceptions import IntegrityError
+from tortoise.expressions import Q
+from tortoise.transactions import in_transaction
 
 from ..db.errors import storage_errors
-from ..db.models import ServerSecret
+from ..db.models import ServerSecret, SigningKeyRow
+from ..security import LEGACY_KID, KeyRing, SigningKey
 
 JWT_SECRET = "jwt_secret"
+# Rows of keys that stopped verifying this long ago are deleted at the next rotation.
+KEEP_RETIRED = timedelta(days=7)
 
 
 async def shared_secret(name: str = JWT_SECRET) -> str:
@@ -27,3 +43,82 @@ async def shared_secret(name: str = JWT_SECRET) -> str:
         except IntegrityError:
             row = await ServerSecret.get(name=name)
         return row.value
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    kid: str
+    # When the keys it replaced stop verifying.
+    retires_at: datetime
+
+
+def _seconds(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+async def signing_keys(legacy_secret: str) -> list[SigningKey]:
+    """Every key there is, oldest first, the legacy one (`legacy_secret`: tokens without
+    a kid) included; before the first rotation that is the only one."""
+    with storage_errors():
+        rows = await SigningKeyRow.all().order_by("created_at", "kid")
+    keys = [
+        SigningKey(row.kid, row.secret, _seconds(row.retires_at))
+        for row in rows
+        if row.kid != LEGACY_KID
+    ]
+    legacy = next((row for row in rows if row.kid == LEGACY_KID), None)
+    ends = None if legacy is None else _seconds(legacy.retires_at)
+    return [SigningKey(LEGACY_KID, legacy_secret, ends), *keys]
+
+
+async def key_ring(env_secret: str | None) -> KeyRing:
+    """The keys to sign and verify with; the legacy one is CHATROOM_JWT_SECRET when set
+    (`env_secret`), else the secret generated once and stored."""
+    return KeyRing(await signing_keys(env_secret or await shared_secret()))
+
+
+async def newest_key() -> str | None:
+    """The ID of the newest key (None before the first rotation): what servers poll.
+    Every rotation adds a newer one, in the transaction that retires the others."""
+    with storage_errors():
+        kid = (
+            await SigningKeyRow.exclude(kid=LEGACY_KID)
+            .order_by("-created_at", "-kid")
+            .first()
+            .values_list("kid", flat=True)
+        )
+    return None if kid is None else str(kid)
+
+
+async def rotate(grace: float) -> Rotation:
+    """Add a new signing key; every other key verifies until now + `grace` seconds
+    (or until it was already to stop, if sooner)."""
+    now = timezone.now()
+    ends = now + timedelta(seconds=grace)
+    kid = secrets.token_hex(8)
+    with storage_errors():
+        await _ensure_legacy_row()
+        async with in_transaction():
+            await SigningKeyRow.create(kid=kid, secret=secrets.token_urlsafe(48))
+            # After the insert: a rotation racing this one that committed first is
+            # seen by this statement, and its key retires too (one current key).
+            await (
+                SigningKeyRow.exclude(kid=kid)
+                .filter(Q(retires_at=None) | Q(retires_at__gt=ends))
+                .update(retires_at=ends)
+            )
+            await SigningKeyRow.filter(
+                retires_at__lt=now - KEEP_RETIRED, kid__not=LEGACY_KID
+            ).delete()
+    return Rotation(kid, ends)
+
+
+async def _ensure_legacy_row() -> None:
+    """The legacy key's row (no secret: it is read from the environment or from
+    server_secrets), created once before the first rotation's transaction."""
+    if await SigningKeyRow.exists(kid=LEGACY_KID):
+        return
+    try:
+        await SigningKeyRow.create(kid=LEGACY_KID, secret="")
+    except IntegrityError:
+        pass  # another rotation created it

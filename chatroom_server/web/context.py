@@ -11,6 +11,7 @@ from sanic.config import Config
 from ..db.store import MessageStore
 from ..domain import Identity
 from ..realtime.hub import Hub
+from ..realtime.keys import KeyWatch
 from ..realtime.reads import ReadFanout
 from ..realtime.relay import Relay
 from ..realtime.revocations import Revocations
@@ -34,6 +35,7 @@ class Ctx:
     limits: AbuseLimits
     sessions: SessionService
     revocations: Revocations
+    keys: KeyWatch
     room_events: RoomEvents
     rooms: RoomAdmin
     reads: ReadService
@@ -47,7 +49,8 @@ class Ctx:
     # The connection protocol to serve with (internals.choose_protocol): every way of
     # starting the app passes it to Sanic as `protocol=`.
     http_protocol: type[Any] = field(init=False)
-    # Set in before_server_start, once the secret is read from the database.
+    # Set in before_server_start, once the keys are read from the database (the
+    # same object all along: a rotation replaces its keys, realtime/keys.py).
     tokens: TokenService = field(init=False)
 
 

@@ -1,14 +1,23 @@
 """The OpenAPI document (/docs/openapi.json): helpers that describe routes with the
 models of `protocol` (the same ones the handlers validate with), and what the
 document leaves out (the websocket, the web client, /metrics).
+
+The browsable page at /docs is sanic-ext's ReDoc UI with a vendored, pinned ReDoc
+bundle served from this server (chatroom_server/vendor/redoc/README.md): nothing on
+it comes from another origin, so it works offline and no foreign script runs on the
+web client's origin (where the token lives).
 """
 
 from __future__ import annotations
 
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sanic import Sanic
+from sanic import Request, Sanic
+from sanic.config import Config
+from sanic.response import HTTPResponse, raw
 from sanic_ext import openapi
 
 from .. import __version__, protocol
@@ -18,6 +27,66 @@ JSON = "application/json"
 
 # The security scheme of every route that needs a token.
 BEARER: dict[str, list[str]] = {"bearer": []}
+
+
+DOCS_PREFIX = "/docs"
+REDOC_DIR = Path(__file__).resolve().parent.parent / "vendor" / "redoc"
+REDOC_VERSION = "2.5.4"
+REDOC_SHA256 = "dcaf76612bc4a3fbcc923a8966dee2f6146a5f32e5ce1b6f02dd60cbbf89500b"
+# The version is in the path, so browsers may keep the file for good.
+REDOC_SCRIPT = f"{DOCS_PREFIX}/redoc-{REDOC_VERSION}/redoc.standalone.js"
+
+# For /docs and everything under it. ReDoc injects <style> elements (styled-components)
+# and runs its search index in a worker made from a blob: URL; scripts only from here.
+DOCS_CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        "connect-src 'self'",
+        "worker-src 'self' blob:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+
+
+def configure_docs(config: Config) -> None:
+    """sanic-ext's settings for /docs: read when the extension starts (before `Extend`)."""
+    config.OAS_URL_PREFIX = DOCS_PREFIX
+    config.OAS_UI_DEFAULT = "redoc"
+    config.OAS_UI_SWAGGER = False  # its page loads Swagger UI from a CDN
+    config.OAS_PATH_TO_REDOC_HTML = str(REDOC_DIR / "redoc.html")
+    config.OAS_UI_REDOC_CDN_URL = REDOC_SCRIPT
+    config.OAS_UI_REDOC_HTML_TITLE = "chatroom-server API"
+
+
+@cache
+def _redoc_bundle() -> bytes:
+    return (REDOC_DIR / "redoc.standalone.js").read_bytes()
+
+
+async def redoc_script(request: Request) -> HTTPResponse:
+    return raw(
+        _redoc_bundle(),
+        content_type="text/javascript; charset=utf-8",
+        headers={
+            "Cache-Control": "public, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def docs_headers(request: Request, response: HTTPResponse) -> None:
+    path = request.path
+    if path == DOCS_PREFIX or path.startswith(DOCS_PREFIX + "/"):
+        response.headers["Content-Security-Policy"] = DOCS_CONTENT_SECURITY_POLICY
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"
 
 
 def id_schema(low: int, high: int) -> Any:
@@ -86,9 +155,12 @@ or duplicate; a v1 client's `since` is the last message `ID`.
 
 
 def setup_openapi(app: Sanic[Any, Any]) -> None:
-    """The bearer scheme, and the routes the REST document does not cover."""
+    """The bearer scheme, the routes the REST document does not cover, and /docs's own
+    script and headers."""
     openapi.exclude()(static.index)
     openapi.exclude()(static.asset)
+    app.add_route(openapi.exclude()(redoc_script), REDOC_SCRIPT, name="redoc_script")
+    app.on_response(docs_headers)  # type: ignore[no-untyped-call]
 
     # Before sanic-ext builds the document: its own listener comes last.
     @app.before_server_start

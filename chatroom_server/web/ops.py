@@ -14,6 +14,7 @@ from .. import metrics, protocol
 from ..db import ping
 from ..errors import NotFound, Unauthorized
 from ..logs import access_log, redact_query
+from ..pubsub import CONTROL_ROOM
 from .context import client_ip, ctx_of
 from .openapi import json_content, responses
 
@@ -46,8 +47,17 @@ async def readyz(request: Request) -> HTTPResponse:
     except Exception as exc:
         log.warning("readiness: database unreachable (%s)", type(exc).__name__)
         failing.append("database")
-    if not ctx_of(request).relay.broker.healthy:
+    relay = ctx_of(request).relay
+    if not relay.broker.healthy:
         failing.append("redis")
+    else:
+        try:
+            # A real presence read: its keys must be reachable too (on a cluster, on
+            # the master of their slot), or every room would count 0 connections.
+            await asyncio.wait_for(relay.presence_store.list(CONTROL_ROOM), timeout=2.0)
+        except Exception as exc:
+            log.warning("readiness: presence in Redis unavailable (%s)", type(exc).__name__)
+            failing.append("redis")
     if failing:
         return json({"status": "unavailable", "failing": failing}, status=503)
     return json({"status": "ok"})

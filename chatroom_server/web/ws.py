@@ -25,6 +25,7 @@ from ..realtime.connection import (
     Connection,
     State,
 )
+from ..realtime.keys import KEY_RETIRED
 from ..realtime.revocations import SESSION_ENDED
 from ..realtime.session import MarkRead, Session
 from ..services import access
@@ -143,6 +144,8 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
             await ctx.sessions.check(identity)
         except Unauthorized:
             conn.close(CLOSE_POLICY, SESSION_ENDED)
+        if not ctx.tokens.accepts(identity):  # its key retired meanwhile (realtime/keys.py)
+            conn.close(CLOSE_POLICY, KEY_RETIRED)
         # Pings, and 1008 when the token expires: the connection lives no longer than it.
         ctx.keepalive.add(conn, ws)
         if since is not None:

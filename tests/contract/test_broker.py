@@ -1,9 +1,12 @@
-"""One broker contract, run against the in-process broker and real Redis, plus Redis faults.
+"""One broker contract, run against the in-process broker, real Redis and a real Redis
+Cluster (sharded pub/sub), plus Redis faults.
 
 Contract tests use the shared Redis at 127.0.0.1:6379 (skipped when it is not
-reachable, failed instead with CHATROOM_REQUIRE_SERVICES=1), each with its own
-key prefix. Fault tests start a private redis-server on a free port, kill it,
-restart it, and make its subscriber deaf, without touching the shared one.
+reachable, failed instead with CHATROOM_REQUIRE_SERVICES=1), and a local cluster
+of 3 masters and 3 replicas (tests/redis_cluster.py), each with its own key prefix.
+Fault tests start a private redis-server on a free port, kill it, restart it, and
+make its subscriber deaf, without touching the shared one. Cluster faults (a
+master killed, the wrong mode) are in test_broker_cluster.py.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ from redis.asyncio import Redis
 
 from chatroom_server.pubsub import Broker, BrokerUnavailable, make_broker
 from chatroom_server.pubsub.redis import RedisBroker
+from chatroom_server.pubsub.redis_cluster import RedisClusterBroker
 
 from ..conftest import BROKERS, SHARED_REDIS, PrivateRedis, redis_answers, service_missing
+from ..redis_cluster import redis_cluster  # noqa: F401  (a fixture)
 
 WAIT = 5.0
 LOGGER = "chatroom_server.pubsub"
@@ -81,16 +86,18 @@ BrokerFactory = Callable[..., Awaitable[Broker]]
 
 
 @asynccontextmanager
-async def broker_factory(backend: str) -> AsyncIterator[BrokerFactory]:
+async def broker_factory(
+    backend: str, cluster_url: str | None = None
+) -> AsyncIterator[BrokerFactory]:
     """Make connected brokers of one backend, all on one fresh prefix unless told otherwise."""
     if backend == "redis" and not await redis_answers(SHARED_REDIS):
         service_missing(f"Redis at {SHARED_REDIS}")
-    url = SHARED_REDIS if backend == "redis" else None
+    url = SHARED_REDIS if backend == "redis" else cluster_url
     default_prefix = f"test-{uuid.uuid4().hex}"
     made: list[Broker] = []
 
     async def factory(deliver: Recorder, prefix: str | None = None, connect: bool = True) -> Broker:
-        broker = make_broker(url, deliver, None, prefix or default_prefix)
+        broker = make_broker(url, deliver, None, prefix or default_prefix, backend == "cluster")
         made.append(broker)
         if connect:
             await broker.connect()
@@ -103,16 +110,23 @@ async def broker_factory(backend: str) -> AsyncIterator[BrokerFactory]:
             await broker.disconnect()
 
 
-@pytest.fixture(params=BROKERS)
+def cluster_url(request: pytest.FixtureRequest) -> str | None:
+    """The local cluster's URL for the "cluster" backend (started on first use)."""
+    if request.param != "cluster":
+        return None
+    return str(request.getfixturevalue("redis_cluster").url)
+
+
+@pytest.fixture(params=[*BROKERS, "cluster"])
 async def new_broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerFactory]:
-    async with broker_factory(request.param) as factory:
+    async with broker_factory(request.param, cluster_url(request)) as factory:
         yield factory
 
 
-@pytest.fixture
-async def new_redis_broker() -> AsyncIterator[BrokerFactory]:
+@pytest.fixture(params=["redis", "cluster"])
+async def new_redis_broker(request: pytest.FixtureRequest) -> AsyncIterator[BrokerFactory]:
     """For what only Redis can do: several processes meeting."""
-    async with broker_factory("redis") as factory:
+    async with broker_factory(request.param, cluster_url(request)) as factory:
         yield factory
 
 
@@ -235,9 +249,52 @@ async def test_prefixes_are_isolated(new_redis_broker: BrokerFactory) -> None:
     assert second.room(1) == ["only b", "sentinel b"]
 
 
+async def test_publish_many_without_echo_spares_only_the_publisher(
+    new_broker: BrokerFactory,
+) -> None:
+    """echo=False: the caller delivered them itself; its broker does not hand them back,
+    and what it publishes with an echo (or others publish) still comes, in order."""
+    rec = Recorder()
+    broker = await new_broker(rec)
+    await broker.subscribe(1)
+    await broker.publish_many([(1, f"own {i}") for i in range(20)], echo=False)
+    await broker.publish_many([(1, "with echo")])
+    await broker.publish(1, "sentinel")  # published after, so heard after
+    await rec.wait_for(1, "sentinel")
+    assert rec.room(1) == ["with echo", "sentinel"]
+
+
+async def test_other_processes_hear_what_one_published_without_echo(
+    new_redis_broker: BrokerFactory,
+) -> None:
+    first, second = Recorder(), Recorder()
+    a = await new_redis_broker(first)
+    b = await new_redis_broker(second)
+    for broker in (a, b):
+        await broker.subscribe(1)
+        await broker.subscribe(2)
+    items = [(1 + i % 2, f"m {i}") for i in range(40)]
+    await a.publish_many(items, echo=False)
+    await b.publish(1, "from b")  # b heard a's batch, then this
+    await a.publish(1, "sentinel")
+    await second.wait_for(1, "sentinel")
+    await first.wait_for(1, "sentinel")
+    assert second.room(1) == [p for r, p in items if r == 1] + ["from b", "sentinel"]
+    assert second.room(2) == [p for r, p in items if r == 2]
+    # Once heard back, a's own payload is forgotten: the same text from b is delivered.
+    await b.publish_many([(2, "m 1")])
+    await a.publish(2, "sentinel 2")
+    await first.wait_for(2, "sentinel 2")
+    assert first.room(1) == ["from b", "sentinel"]
+    assert first.room(2) == ["m 1", "sentinel 2"]
+
+
 def test_make_broker_picks_redis_by_scheme() -> None:
     for url in ("redis://localhost:6379/0", "rediss://localhost:6380", "unix:///tmp/r.sock"):
         assert isinstance(make_broker(url, Recorder()), RedisBroker)
+        assert not isinstance(make_broker(url, Recorder()), RedisClusterBroker)
+    cluster = make_broker("redis://localhost:7000/0", Recorder(), cluster=True)
+    assert isinstance(cluster, RedisClusterBroker)
 
 
 # ---------------------------------------------------------------------- faults

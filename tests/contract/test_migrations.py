@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import bcrypt
+import jwt
 from tortoise import Tortoise
 from tortoise.migrations.api import migrate
 
@@ -45,6 +47,7 @@ AFTER_0001 = (
     "chat.0004_sessions",
     "chat.0005_rooms_members",
     "chat.0006_edits_read_markers",
+    "chat.0007_signing_keys",
 )
 
 
@@ -124,6 +127,7 @@ async def _upgrade_keeps_duplicate_names(url: str) -> None:
         "chat.0004_sessions",
         "chat.0005_rooms_members",
         "chat.0006_edits_read_markers",
+        "chat.0007_signing_keys",
     ]
 
     await Tortoise.init(config=config)
@@ -222,6 +226,7 @@ async def _upgrade_0005_leaves_rooms_public_and_rows_alone(url: str) -> None:
     assert await apply_migrations(url) == [
         "chat.0005_rooms_members",
         "chat.0006_edits_read_markers",
+        "chat.0007_signing_keys",
     ]
 
     await Tortoise.init(config=config)
@@ -304,7 +309,10 @@ async def _upgrade_0006_keeps_messages_plain_and_counts_them(url: str) -> None:
     finally:
         await Tortoise.close_connections()
 
-    assert await apply_migrations(url) == ["chat.0006_edits_read_markers"]
+    assert await apply_migrations(url) == [
+        "chat.0006_edits_read_markers",
+        "chat.0007_signing_keys",
+    ]
 
     await Tortoise.init(config=config)
     try:
@@ -352,3 +360,61 @@ async def test_sqlite_upgrade_to_0006_counts_old_messages(tmp_path: Path) -> Non
 async def test_postgres_upgrade_to_0006_counts_old_messages() -> None:
     async with fresh_pg_database("reads") as url:
         await _upgrade_0006_keeps_messages_plain_and_counts_them(url)
+
+
+# ---------------------------------------------------------------- 0007: signing keys
+
+
+async def _upgrade_0007_keeps_existing_tokens(url: str) -> None:
+    """Tokens of the stored secret, issued before keys had IDs, still work after 0007,
+    and the server signs as before (no kid) until the first rotation."""
+    config = tortoise_config(url)
+    (name,) = config["connections"]
+    await migrate(config=config, target="chat.0006_edits_read_markers")
+    await Tortoise.close_connections()
+    hashed = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+    secret = "a-stored-secret-of-an-earlier-version-0123456789"
+    await Tortoise.init(config=config)
+    try:
+        await Tortoise.get_connection(name).execute_script(
+            "INSERT INTO users (user_name, name_key, email, password_hash, created_at, "
+            f"updated_at) VALUES ('ann', '{name_key('ann')}', 'ann@example.com', '{hashed}', "
+            "'2024-01-01', '2024-01-01');"
+            f"INSERT INTO server_secrets (name, value) VALUES ('jwt_secret', '{secret}');"
+        )
+    finally:
+        await Tortoise.close_connections()
+
+    assert await apply_migrations(url) == ["chat.0007_signing_keys"]
+
+    await Tortoise.init(config=config)
+    try:
+        conn = Tortoise.get_connection(name)
+        assert await conn.execute_query_dict("SELECT kid FROM signing_keys") == []
+    finally:
+        await Tortoise.close_connections()
+
+    now = int(time.time())
+    claims = {"sub": "1", "UserID": 1, "UserName": "ann", "Email": "ann@example.com"}
+    old = jwt.encode({**claims, "iat": now, "exp": now + 600}, secret, algorithm="HS256")
+    async with running_server(url) as server:
+        res = await server.http.get(
+            "/v1/api/chat/rooms", headers={"Authorization": f"Bearer {old}"}
+        )
+        assert res.status_code == 200, res.text
+        res = await server.http.post(
+            "/v1/api/auth/login", json={"email": "ann@example.com", "password": PASSWORD}
+        )
+        assert res.status_code == 200, res.text
+        token = res.json()["token"]
+        assert "kid" not in jwt.get_unverified_header(token)
+        jwt.decode(token, secret, algorithms=["HS256"])
+
+
+async def test_sqlite_upgrade_to_0007_keeps_existing_tokens(tmp_path: Path) -> None:
+    await _upgrade_0007_keeps_existing_tokens(f"sqlite://{tmp_path / 'k.sqlite3'}")
+
+
+async def test_postgres_upgrade_to_0007_keeps_existing_tokens() -> None:
+    async with fresh_pg_database("keys") as url:
+        await _upgrade_0007_keeps_existing_tokens(url)

@@ -145,27 +145,69 @@ async def test_store_batch_resends_repeats_and_gone_rooms(store: MessageStore) -
     assert await store.last_seq(room.id) == 2
 
 
-@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-async def test_ids_of_a_batch_are_found_even_when_not_the_newest(store: MessageStore) -> None:
-    """IDs handed out out of order (a PostgreSQL sequence cache) still match up.
+async def test_concurrent_batches_over_many_rooms_keep_each_room_in_order(
+    store: MessageStore,
+) -> None:
+    """Batches over overlapping rooms, in different orders, at once (PostgreSQL: on
+    several pool connections): no deadlock, each room's seqs 1..n in ID order."""
+    users = [await new_author() for _ in range(3)]
+    rooms = [await room_service.create_room(f"room{i}") for i in range(5)]
 
-    PostgreSQL only: SQLite's store takes each row's ID from its own INSERT.
-    """
-    from tortoise.transactions import in_transaction
+    async def batches(k: int) -> list[Message]:
+        out = []
+        for b in range(6):
+            order = rooms[k % 5 :] + rooms[: k % 5]
+            drafts = [Draft(r, users[k % 3], f"{k}.{b}.{i}") for i, r in enumerate(order * 2)]
+            for result in await store.store_batch(drafts):
+                assert isinstance(result, tuple)
+                out.append(result[0])
+        return out
 
-    from chatroom_server.db.postgres_store import new_ids
-    from chatroom_server.db.store import NewRow
+    stored = [m for ms in await asyncio.gather(*(batches(k) for k in range(6))) for m in ms]
+    for room in rooms:
+        mine = sorted((m for m in stored if m.room_id == room.id), key=lambda m: m.id)
+        assert [m.seq for m in mine] == list(range(1, 6 * 6 * 2 + 1))
+        assert await store.last_seq(room.id) == 72
+        page = await store.history(room, before=None, after=None, limit=200)
+        assert [m.id for m in page.messages] == [m.id for m in mine]
 
+
+async def test_a_gone_room_in_a_batch_without_client_ids(store: MessageStore) -> None:
+    """The one-statement road (no client IDs): a deleted room's draft is refused, the
+    others are stored and numbered as if it were not there."""
     who = await new_author()
     room = await room_service.create_room("general")
-    older, newer = [await store_one(store, Draft(room, who, text)) for text in ("older", "newer")]
-    async with in_transaction() as conn:
-        row = NewRow(
-            0, room.id, who.user_id, who.user_name, "older", None, older.seq, older.created_at
-        )
-        # As if "older" were this batch's only row while a newer ID already existed.
-        assert await new_ids(conn, [row]) == {(room.id, older.seq): older.id}
-    assert newer.id > older.id
+    gone = await room_service.create_room("gone")
+    await room_service.delete_room(gone.id)
+    first, lost, second = await store.store_batch(
+        [Draft(room, who, "a"), Draft(gone, who, "lost"), Draft(room, who, "b")]
+    )
+    assert isinstance(lost, NotFound)
+    assert isinstance(first, tuple) and isinstance(second, tuple)
+    assert [(m.seq, m.text) for m in (first[0], second[0])] == [(1, "a"), (2, "b")]
+    assert first[0].id < second[0].id
+    assert await store.last_seq(gone.id) == 0 and await store.last_seq(room.id) == 2
+
+
+async def test_a_resend_inside_a_batch_of_new_messages(store: MessageStore) -> None:
+    """A client ID stored before, in a batch with new ones: the original comes back,
+    the others are stored, numbered as if the resend were not there."""
+    who = await new_author()
+    room = await room_service.create_room("general")
+    first = await store_one(store, Draft(room, who, "first", "c-1"))
+    results = await store.store_batch(
+        [
+            Draft(room, who, "new", "c-2"),
+            Draft(room, who, "first", "c-1"),
+            Draft(room, who, "newer", None),
+        ]
+    )
+    new, again, newer = results
+    assert again == (first, True)
+    assert isinstance(new, tuple) and (new[0].seq, new[1], new[0].text) == (2, False, "new")
+    assert isinstance(newer, tuple) and (newer[0].seq, newer[0].text) == (3, "newer")
+    assert first.id < new[0].id < newer[0].id
+    assert await store.last_seq(room.id) == 3
 
 
 async def test_one_bad_message_does_not_sink_its_batch(store: MessageStore) -> None:

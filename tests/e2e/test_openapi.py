@@ -251,7 +251,7 @@ async def test_browsable_docs(server: ChatServer) -> None:
     res = await server.http.get("/docs")
     assert res.status_code == 200
     assert "text/html" in res.headers["content-type"]
-    assert "openapi.json" in res.text  # the UI's assets come from a CDN
+    assert "openapi.json" in res.text  # the UI and its script: tests/e2e/test_docs.py
 
 
 # --------------------------------------------------------------------------- schemathesis

@@ -38,6 +38,8 @@ def test_flags_override_environment_which_overrides_defaults() -> None:
         ({"CHATROOM_JWT_SECRET": "short"}, "at least 16 characters"),
         ({"CHATROOM_DATABASE_URL": "mysql://x"}, "must start with sqlite://"),
         ({"CHATROOM_REDIS_URL": "http://x"}, "must start with redis://"),
+        ({"CHATROOM_REDIS_CLUSTER": "1"}, "CHATROOM_REDIS_CLUSTER\\) needs a Redis URL"),
+        ({"CHATROOM_REDIS_CLUSTER": "sometimes"}, "CHATROOM_REDIS_CLUSTER has an invalid"),
         ({"CHATROOM_BCRYPT_ROUNDS": "3"}, "between 4 and 31"),
         ({"CHATROOM_LOG_LEVEL": "LOUD"}, "log level must be one of"),
         ({"CHATROOM_LOG_FORMAT": "xml"}, "log format must be text or json"),
