@@ -10,6 +10,7 @@ from sanic_ext import Extend
 from . import __version__
 from .db import close_database
 from .db.store import make_store
+from .errors import ConfigError
 from .logs import setup_logging
 from .pubsub import Broker, Deliver, Resync, make_broker
 from .pubsub.limits import make_limits
@@ -35,14 +36,22 @@ from .settings import Settings
 from .web import auth, members, messages, ops, rooms, static, ws
 from .web.context import App, Ctx
 from .web.errors import ChatErrorHandler, setup_errors
-from .web.internals import choose_protocol, choose_wire, orm
+from .web.internals import choose_protocol, choose_wire, launcher, orm
 from .web.keepalive import Keepalive
 from .web.openapi import configure_docs, setup_openapi
 
 log = logging.getLogger("chatroom_server")
 
 
-def create_app(settings: Settings, name: str = "chatroom_server") -> App:
+def create_app(settings: Settings | object = None, name: str = "chatroom_server") -> App:
+    """The app, wired for `settings`.
+
+    Sanic's own launcher (`sanic chatroom_server.app:create_app --factory`) calls this
+    with its argument namespace instead (or with nothing): then the settings come from
+    the CHATROOM_* environment and logging is set up as `chatroom-server serve` does.
+    """
+    if not isinstance(settings, Settings):
+        return _for_sanic_launcher(settings)
     wire = choose_wire(settings.internals, settings.ping_interval)
     store = make_store(settings.database_url, plan_batch)
     hub = Hub(wire.encode)
@@ -132,6 +141,9 @@ def create_app(settings: Settings, name: str = "chatroom_server") -> App:
     setup_errors(app)
     setup_openapi(app)
     app.blueprint([auth.bp, rooms.bp, members.bp, messages.bp, ws.bp, ops.bp, static.bp])
+    # First of every request middleware (blueprints' auth included): the access line's
+    # duration covers them.
+    app.on_request(ops.stamp_request, priority=1000)
     app.on_response(ops.count_request)  # type: ignore[no-untyped-call]
     _setup_lifecycle(app)
     return app
@@ -141,6 +153,19 @@ def create_served_app(settings: Settings) -> App:
     """The app as `chatroom-server serve` runs it: with our log handlers set up."""
     app = create_app(settings)  # Sanic configures its loggers here: ours come after
     setup_logging("DEBUG" if settings.dev else settings.log_level, settings.log_format)
+    return app
+
+
+def _for_sanic_launcher(args: object) -> App:
+    settings = Settings.load()
+    several = (getattr(args, "workers", 1) or 1) > 1 or bool(getattr(args, "fast", False))
+    if several and settings.redis_url is None:
+        raise ConfigError(
+            "More than one worker needs CHATROOM_REDIS_URL: each worker is a separate "
+            "process, and without Redis every room would be split between them."
+        )
+    app = create_served_app(settings)
+    launcher.serve_protocol_under_launcher(app, app.ctx.http_protocol)
     return app
 
 

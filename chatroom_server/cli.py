@@ -32,6 +32,7 @@ from .cli_support import (
     fail,
     load_settings,
     run_db,
+    say,
     start_up_deadline,
 )
 from .errors import ConfigError
@@ -67,6 +68,15 @@ ABUSE_LIMITS = (
         "taken from X-Forwarded-For"
     ),
 )  # fmt: skip
+
+
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="text, or one JSON object a line, this command's own lines included "
+    "(env CHATROOM_LOG_FORMAT).",
+)
 
 
 def with_abuse_limits(command: Callable[..., None]) -> Callable[..., None]:
@@ -111,12 +121,7 @@ def main() -> None:
     default=None,
     help="Log level (env CHATROOM_LOG_LEVEL; default INFO).",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default=None,
-    help="text, or one JSON object a line (env CHATROOM_LOG_FORMAT).",
-)
+@log_format_option
 @click.option(
     "--metrics-port",
     type=int,
@@ -136,7 +141,7 @@ def serve(no_migrate: bool, **flags: Any) -> None:
     check_redis(settings)
     if not no_migrate:
         for name in migrate_database(settings.database_url):
-            click.echo(f"Applied migration {name}")
+            say(f"Applied migration {name}")
     _preflight(settings)
     # Workers in processes of their own (several, or --dev's reloader): their figures
     # meet in prometheus-client's multiprocess directory.
@@ -223,14 +228,15 @@ def _run_server(settings: Settings) -> None:
 
 @main.command()
 @database_option
-def migrate(database_url: str | None) -> None:
+@log_format_option
+def migrate(database_url: str | None, log_format: str | None) -> None:
     """Apply pending database migrations (safe to run again)."""
-    settings = load_settings(database_url=database_url)
+    settings = load_settings(database_url=database_url, log_format=log_format)
     applied = migrate_database(settings.database_url)
     for name in applied:
-        click.echo(f"Applied migration {name}")
+        say(f"Applied migration {name}")
     if not applied:
-        click.echo("No migrations to apply; the database is up to date.")
+        say("No migrations to apply; the database is up to date.")
 
 
 @main.command("create-room")

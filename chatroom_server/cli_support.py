@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import ChatError, StorageError
+from .logs import json_line
 from .settings import Settings, env_var, mask_url
 
 T = TypeVar("T")
@@ -31,6 +32,17 @@ database_option = click.option(
     help="sqlite://FILE or postgres://USER@HOST/DB (env CHATROOM_DATABASE_URL; "
     "default sqlite://chatroom.sqlite3).",
 )
+
+
+# The CLI's own lines (migrations, errors) as JSON too, once the settings it loaded say
+# --log-format json (CHATROOM_LOG_FORMAT): then every line a command prints is JSON.
+_json_lines = False
+CLI_LOGGER = "chatroom_server.cli"
+
+
+def say(message: str) -> None:
+    """One line on stdout: as is, or as a JSON log line (level INFO)."""
+    click.echo(json_line("INFO", CLI_LOGGER, message) if _json_lines else message)
 
 
 @contextlib.contextmanager
@@ -55,7 +67,10 @@ def _process_started() -> float:
 
 
 def fail(message: str) -> None:
-    click.echo(f"Error: {message}", err=True)
+    if _json_lines:
+        click.echo(json_line("ERROR", CLI_LOGGER, f"Error: {message}"), err=True)
+    else:
+        click.echo(f"Error: {message}", err=True)
     sys.exit(1)
 
 
@@ -72,11 +87,15 @@ def check_redis(settings: Settings) -> None:
 
 
 def load_settings(**flags: Any) -> Settings:
+    global _json_lines
+    _json_lines = flags.get("log_format") == "json"  # for an error in the settings too
     try:
-        return Settings.load(**flags)
+        settings = Settings.load(**flags)
     except ChatError as exc:
         fail(exc.message)
         raise  # unreachable
+    _json_lines = settings.log_format == "json"
+    return settings
 
 
 def run_db(database_url: str, job: Callable[[], Awaitable[T]]) -> T:

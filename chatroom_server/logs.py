@@ -21,19 +21,44 @@ access_log = logging.getLogger("chatroom_server.access")
 
 
 class JsonFormatter(logging.Formatter):
-    """{"ts", "level", "logger", "message"} (+ "exc" for tracebacks), one object a line."""
+    """{"ts", "level", "logger", "message"} (+ "exc" for tracebacks), one object a line;
+    a record's `fields` (extra={"fields": {...}}) are added as keys of their own."""
 
     def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry).decode()
+        exc = self.formatException(record.exc_info) if record.exc_info else None
+        return json_line(
+            record.levelname,
+            record.name,
+            record.getMessage(),
+            created=record.created,
+            exc=exc,
+            fields=getattr(record, "fields", None),
+        )
+
+
+def json_line(
+    level: str,
+    logger: str,
+    message: str,
+    *,
+    created: float | None = None,
+    exc: str | None = None,
+    fields: dict[str, Any] | None = None,
+) -> str:
+    """One log line as JSON; also what the CLI prints in --log-format json mode."""
+    created = time.time() if created is None else created
+    entry: dict[str, Any] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        + f".{int(created * 1000) % 1000:03d}Z",
+        "level": level,
+        "logger": logger,
+        "message": message,
+    }
+    if fields:
+        entry.update((k, v) for k, v in fields.items() if k not in entry)
+    if exc:
+        entry["exc"] = exc
+    return orjson.dumps(entry).decode()
 
 
 def redact_query(query: str) -> str:
@@ -58,6 +83,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
         ("sanic.websockets", "WARNING"),
         ("sanic.access", "WARNING"),  # it would log raw URLs; ours redacts them
         ("tortoise", "WARNING"),
+        # "Task was destroyed" and the like: as lines of the chosen format, not bare text.
+        ("asyncio", "WARNING"),
     ):
         logger = logging.getLogger(name)
         logger.handlers[:] = [handler]

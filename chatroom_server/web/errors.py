@@ -12,7 +12,7 @@ from sanic.response import HTTPResponse, json
 
 from .. import protocol
 from ..errors import ChatError, RateLimited
-from .internals.http import drain_refused_body
+from .internals.http import drain_refused_body, lingers
 
 log = logging.getLogger("chatroom_server.web")
 
@@ -60,8 +60,9 @@ def setup_errors(app: Sanic[Any, Any]) -> None:
 
     async def handle(request: Request, exc: Exception) -> HTTPResponse:
         response = to_response(request, exc)
-        if response.status == 413:
-            # The client may still be sending: let it finish, or it never sees the 413.
+        if response.status == 413 and not lingers(request):
+            # The client may still be sending: let it finish, or it never sees the 413
+            # (our protocol answers at once and lingers at the close instead).
             await drain_refused_body(request)
         return response
 

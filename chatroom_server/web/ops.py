@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from time import perf_counter
 
 from sanic import Blueprint, Request
 from sanic.response import HTTPResponse, json, raw
@@ -14,7 +15,7 @@ from ..db import ping
 from ..errors import NotFound, Unauthorized
 from ..logs import access_log, redact_query
 from ..pubsub import CONTROL_ROOM
-from .context import ctx_of
+from .context import client_ip, ctx_of
 from .openapi import json_content, responses
 
 bp = Blueprint("ops")
@@ -74,16 +75,37 @@ async def metrics_endpoint(request: Request) -> HTTPResponse:
     return raw(body, content_type=content_type)
 
 
+def stamp_request(request: Request) -> None:
+    """Request middleware: when the request started, for the access line's duration."""
+    request.ctx.started = perf_counter()
+
+
 async def count_request(request: Request, response: HTTPResponse) -> None:
     """Response middleware: count by route pattern (bounded) and status; one access line."""
     route = request.route.path if request.route is not None else "unmatched"
     metrics.HTTP_REQUESTS.labels(route or "/", str(response.status)).inc()
     if access_log.isEnabledFor(logging.INFO):
+        started = getattr(request.ctx, "started", None)
+        duration = round((perf_counter() - started) * 1000, 3) if started is not None else None
+        client = client_ip(request)
         query = redact_query(request.query_string)
+        # The path field never has the query: a token may travel in ?jwt=. The text
+        # line shows the query with the values of secret parameters as ***.
         access_log.info(
-            "%s %s%s %s",
+            "%s %s%s %s %s %s",
             request.method,
             request.path,
             f"?{query}" if query else "",
             response.status,
+            f"{duration}ms" if duration is not None else "-",
+            client or "-",
+            extra={
+                "fields": {
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status,
+                    "duration_ms": duration,
+                    "client": client,
+                }
+            },
         )

@@ -6,9 +6,11 @@ Sanic, websockets and Tortoise that the server uses is reached from this package
 - public.py: the same road on Sanic's documented API only, slower but correct.
 - workers.py: two fixes to Sanic's WorkerManager (several worker processes).
 - orm.py: Tortoise's global context fallback, for Sanic's request tasks.
-- http.py: the rest of a body refused with 413 is read, so the client sees the 413.
+- linger.py: a lingering close, so a client still sending reads the answer (a 413).
+- http.py: without it, the rest of a body refused with 413 is read before answering.
 - deadline.py: a real header deadline (Sanic's REQUEST_TIMEOUT restarts on every
   byte), in Sanic's connection protocol.
+- launcher.py: that protocol under Sanic's own launcher (`sanic ... --factory`).
 
 At start-up `choose_wire` checks that everything the fast path needs is there
 (checks.py). If something is missing (a new release), one warning names it and

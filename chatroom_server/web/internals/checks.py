@@ -69,8 +69,10 @@ PROTOCOL_SLOTS = (
     "request_timeout",
     "websocket",
     "loop",
+    "recv_buffer",
+    "transport",
 )
-PROTOCOL_METHODS = ("_setup", "check_timeouts", "data_received")
+PROTOCOL_METHODS = ("_setup", "check_timeouts", "data_received", "close", "connection_lost")
 STAGES = ("IDLE", "REQUEST", "FAILED")
 
 
@@ -93,5 +95,7 @@ def missing_for_header_deadline() -> list[str]:
     ]
     if "stage" not in getattr(Http, "__slots__", ()):
         missing.append("Http.stage")
+    if "request_body" not in getattr(Http, "__slots__", ()):
+        missing.append("Http.request_body")
     missing += [f"Stage.{name}" for name in STAGES if not hasattr(Stage, name)]
     return missing

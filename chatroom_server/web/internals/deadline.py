@@ -14,7 +14,8 @@ disables after the upgrade. This reads and writes the protocol's undocumented
 `_http` (its `stage`), `_task`, `_callback_check_timeouts` and `request_handler`,
 and overrides `check_timeouts`; checks.missing_for_header_deadline names what a
 release lacks, and then Sanic's own protocol runs (REQUEST_TIMEOUT = the header
-timeout, restarted by every byte).
+timeout, restarted by every byte). The same protocol closes with a linger when
+the client may still be sending (linger.py; it reads `recv_buffer` too).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sanic.http.constants import Stage
 from sanic.server.protocols.websocket_protocol import WebSocketProtocol
 
 from ... import metrics
+from .linger import can_linger, input_pending, linger
 
 # Stages in which the next request's headers are awaited or being read.
 _HEAD_STAGES = (Stage.IDLE, Stage.REQUEST)
@@ -38,12 +40,18 @@ class HeaderDeadlineProtocol(WebSocketProtocol):
     """WebSocketProtocol (what Sanic runs for an app with websocket routes) with the
     header deadline above."""
 
-    __slots__ = ("_head_started", "_handle")
+    __slots__ = ("_head_started", "_handle", "_served")
+
+    # The handler of a 413 need not read the rest of the body first (web/errors.py).
+    LINGERS = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # When the headers now awaited started (the connection's opening, then each
         # request's first byte); None between a request's headers and the next byte.
         self._head_started: float | None = monotonic()
+        # Sanic's Http of this connection once a request reached the handler: at the
+        # close, whether its body was read to the end (linger.py).
+        self._served: Any = None
         super().__init__(*args, **kwargs)
 
     def _setup(self) -> None:
@@ -54,7 +62,26 @@ class HeaderDeadlineProtocol(WebSocketProtocol):
 
     def _headers_done(self, request: Any) -> Awaitable[Any]:
         self._head_started = None
+        self._served = self._http
         return self._handle(request)  # the same coroutine, no extra frame
+
+    def close(self, timeout: float | None = None) -> None:
+        """Sanic's close, but lingering (linger.py) when the client may still be sending
+        after an answer; a connection dropped at the header deadline got no answer."""
+        served, self._served = self._served, None
+        transport = self.transport
+        if (
+            served is not None
+            and self.websocket is None
+            and can_linger(transport)
+            and input_pending(served, self.recv_buffer)
+        ):
+            timer = self._callback_check_timeouts
+            if timer is not None:
+                timer.cancel()
+            linger(transport, self)
+            return
+        super().close(timeout)
 
     def data_received(self, data: bytes) -> None:
         ws = self.websocket

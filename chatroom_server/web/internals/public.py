@@ -43,20 +43,45 @@ SHUTDOWN_WAIT = CLOSE_DRAIN_TIMEOUT + CLOSE_SEND_TIMEOUT + 2.0
 
 class Tasks:
     """The tasks of every public-path socket: kept (asyncio holds only weak
-    references) and awaited at shutdown, so that close frames go out first."""
+    references) and awaited at shutdown, so that close frames go out first.
+
+    Also counts the handlers not yet finished (PublicReader.closing() not returned):
+    at shutdown those are awaited too. Sanic's own before_server_stop listener, which
+    runs after ours, cancels the handlers still running, and Sanic then ends their
+    sockets at once (end_connection): a client still sending gets a reset (1006).
+    """
 
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
+        self.readers = 0
+        self._changed = asyncio.Event()
 
     def start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
         return task
 
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._changed.set()
+
+    def reader_done(self) -> None:
+        self.readers -= 1
+        self._changed.set()
+
     async def wait(self, timeout: float) -> None:
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=timeout)
+        """Until every handler and every task (close frames, the drains that read up
+        to the client's close) is done, for at most `timeout`; then cancel the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.readers > 0 or self._tasks:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), left)
         for task in list(self._tasks):
             task.cancel()
 
@@ -128,12 +153,17 @@ class PublicTransport:
 class PublicReader:
     """Messages from `ws.recv()`; None once the server closed the connection."""
 
-    __slots__ = ("ws", "transport", "done")
+    __slots__ = ("ws", "transport", "done", "pending", "drain")
 
     def __init__(self, ws: WebsocketImplProtocol, transport: PublicTransport) -> None:
         self.ws = ws
         self.transport = transport
         self.done = False  # the client closed: recv() has nothing more
+        # A recv() given up (the server closed): until it has unwound, Sanic refuses
+        # another recv() ("already waiting").
+        self.pending: asyncio.Future[Any] | None = None
+        self.drain: asyncio.Task[None] | None = None
+        transport.tasks.readers += 1  # until closing() returns (see Tasks)
 
     async def get(self) -> str | bytes | None:
         closed = self.transport.closed
@@ -153,6 +183,7 @@ class PublicReader:
                 self.done = True
                 raise
         recv.cancel()
+        self.pending = recv
         return None
 
     def close(self) -> None:
@@ -160,19 +191,33 @@ class PublicReader:
         close) would leave Sanic's reader task waiting for a recv() forever, holding
         the socket: take them, for a while."""
         if not self.done:
-            self.transport.tasks.start(self._drain(), "websocket-drain")
+            self.drain = self.transport.tasks.start(self._drain(), "websocket-drain")
 
     async def closing(self) -> None:
+        """Return once a close the server started has gone out and the client answered
+        it (or READ_DRAIN_TIMEOUT passed). When the handler returns, Sanic ends the TCP
+        connection at once (WebSocketProtocol.close: end_connection stops reading and
+        closes): bytes the client still sends then reset the connection, and the
+        client loses what it had not read yet, our close frame included (1006)."""
         transport = self.transport
-        if not transport.open and not transport.closed.done():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.shield(transport.closed), CLOSE_DRAIN_TIMEOUT + CLOSE_SEND_TIMEOUT
-                )
+        try:
+            if not transport.open and not transport.closed.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        asyncio.shield(transport.closed),
+                        CLOSE_DRAIN_TIMEOUT + CLOSE_SEND_TIMEOUT,
+                    )
+            if not transport.open and self.drain is not None:
+                await asyncio.wait({self.drain})  # bounded by READ_DRAIN_TIMEOUT
+        finally:
+            transport.tasks.reader_done()
 
     async def _drain(self) -> None:
+        """Read (and drop) what the client sends until its close frame arrives."""
         with contextlib.suppress(BaseException):
             async with asyncio.timeout(READ_DRAIN_TIMEOUT):
+                if self.pending is not None:
+                    await asyncio.wait({self.pending})  # its lock released
                 while True:
                     await self.ws.recv()
 
