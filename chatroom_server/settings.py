@@ -164,8 +164,11 @@ class Settings:
             raise ConfigError("CHATROOM_METRICS_TOKEN must be at least 16 characters long.")
         scheme = self.database_url.split("://", 1)[0]
         if scheme not in ("sqlite", "postgres", "postgresql", "asyncpg"):
+            # Only what precedes the first ":" is shown: without "://" the whole URL,
+            # password included, would be echoed.
+            shown = scheme.split(":", 1)[0][:20]
             raise ConfigError(
-                f"The database URL must start with sqlite:// or postgres:// (got {scheme!r})."
+                f"The database URL must start with sqlite:// or postgres:// (got {shown!r})."
             )
         if self.redis_url is not None and not self.redis_url.startswith(
             ("redis://", "rediss://", "unix://")

@@ -124,9 +124,15 @@ def connect_deadline(at: float) -> Iterator[None]:
         _deadline.reset(token)
 
 
+# Set once a database has answered in this process: the start-up deadline is for
+# failing fast at start, so later connects (the target of copy-data, serve's second
+# look before it starts) get the whole CONNECT_TIMEOUT, not what is left of it.
+_answered = False
+
+
 def _connect_timeout() -> float:
     at = _deadline.get()
-    if at is None:
+    if at is None or _answered:
         return CONNECT_TIMEOUT
     return max(MIN_CONNECT_TIMEOUT, min(CONNECT_TIMEOUT, at - time.monotonic()))
 
@@ -175,11 +181,13 @@ async def connect(database_url: str, timeout: float | None = None, **options: An
 
     On any failure the connections are closed again.
     """
+    global _answered
     timeout = _connect_timeout() if timeout is None else timeout
     try:
         async with asyncio.timeout(timeout):
             await open_database(database_url, **options)
             await ping()
+        _answered = True
     except TimeoutError:
         await _close_quietly()
         raise unusable(database_url, f"no answer within {timeout:.1f} s") from None

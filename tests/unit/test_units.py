@@ -50,6 +50,14 @@ def test_invalid_settings_say_which_variable(env: dict[str, str], message: str) 
         Settings.load(env)
 
 
+def test_a_malformed_database_url_is_not_echoed_with_its_password() -> None:
+    # No "://": the part before it is the whole URL, password included.
+    with pytest.raises(ConfigError, match="must start with sqlite://") as caught:
+        Settings.load({"CHATROOM_DATABASE_URL": "postgres:/app:S3cret-pw@db/chat"})
+    assert "S3cret" not in str(caught.value)
+    assert "'postgres'" in str(caught.value)
+
+
 def test_secrets_never_appear_in_settings_repr() -> None:
     settings = Settings.load(
         {
