@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -224,6 +226,28 @@ def _live(pubsub: PubSub) -> bool:
     return pubsub.connection is not None and bool(pubsub.connection.is_connected)
 
 
+# The TLS options a plain Redis client takes (redis-py's names, read once).
+_SSL_OPTIONS = frozenset(
+    name for name in inspect.signature(Redis.__init__).parameters if name.startswith("ssl_")
+)
+
+
+def node_tls_options(cluster_options: dict[str, Any]) -> dict[str, Any]:
+    """TLS for a plain connection to one node, as the cluster client has it.
+
+    RedisCluster.from_url("rediss://...") keeps no `ssl` flag: it stores
+    connection_class=SSLConnection and the ssl_* options (CA, certificates,
+    verification), which a plain Redis client takes as ssl=True and the same names.
+    """
+    tls = cluster_options.get("connection_class") is SSLConnection or bool(
+        cluster_options.get("ssl", False)
+    )
+    if not tls:
+        return {"ssl": False}
+    found = {k: v for k, v in cluster_options.items() if k in _SSL_OPTIONS and v is not None}
+    return {"ssl": True, **found}
+
+
 class RedisClusterBroker(RedisBroker):
     """RedisBroker on a Redis Cluster: SPUBLISH, and SSUBSCRIBE through ShardedPubSub."""
 
@@ -259,7 +283,7 @@ class RedisClusterBroker(RedisBroker):
             port=port,
             username=options.get("username"),
             password=options.get("password"),
-            ssl=bool(options.get("ssl", False)),
+            **node_tls_options(options),
             decode_responses=True,
             socket_connect_timeout=self._timeout,
             socket_timeout=self._timeout,
