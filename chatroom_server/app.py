@@ -105,7 +105,7 @@ def create_app(settings: Settings | object = None, name: str = "chatroom_server"
     read_fanout = ReadFanout(hub, relay.publish_control)
     keys = KeyWatch(
         lambda: secrets_service.key_ring(settings.jwt_secret),
-        secrets_service.newest_key,
+        secrets_service.keys_version,
         revocations,
         # rotate-secret without Redis: picked up within about a second (SPEC 14: 10 s).
         every=min(1.0, settings.room_check_interval),
@@ -203,6 +203,10 @@ def _setup_lifecycle(app: App) -> None:
 
     @app.before_server_stop
     async def close_sockets(app: App) -> None:
+        # The listening socket stays open until the listeners are done: a client that
+        # reconnects at once must be refused, or it holds the shutdown up (15 s
+        # measured with 5,000 sockets, benchmarks/README.md, the storm).
+        app.ctx.stopping = True
         # Close with 1001 ourselves: Sanic would otherwise close them with 1000.
         await app.ctx.keepalive.stop()
         await app.ctx.revocations.stop()

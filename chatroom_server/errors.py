@@ -60,6 +60,14 @@ class RateLimited(ChatError):
         self.retry_after = max(1, int(retry_after))
 
 
+class ShuttingDown(ChatError):
+    """The server is stopping: a websocket opened now would be closed at once."""
+
+    status = 503
+    code = "shutting_down"
+    retry_after = 1
+
+
 class StorageError(ChatError):
     """The database could not do what was asked (it is down, or refused)."""
 

@@ -179,6 +179,15 @@ class TokenService:
         except (jwt.PyJWTError, ValueError, TypeError, KeyError):
             raise Unauthorized(INVALID_TOKEN) from None
 
+    def names_unknown_key(self, token: str) -> bool:
+        """Whether the token's header names a key ID this service does not hold (a key
+        added by a rotation that this process has not read yet, or a forged one)."""
+        try:
+            kid = _kid(jwt.get_unverified_header(token))
+        except (jwt.PyJWTError, ValueError):
+            return False
+        return kid is not None and self.ring.get(kid) is None
+
     def _check(self, token: str) -> tuple[dict[str, Any], SigningKey]:
         """The claims of a token signed by the key its header names, and that key.
 

@@ -7,9 +7,9 @@ and closes the sockets those tokens opened, with 1008, as an ended session's
 (Revocations.close_where): a socket lives no longer than the token that opened
 it, as at its expiry.
 
-How a rotation is noticed: the newest key's ID is read every `every` seconds
-(one indexed read of a table of a few rows); when it changed the keys are read
-again. With Redis the CLI also announces the rotation in the control room and
+How a rotation is noticed: the key IDs are read every `every` seconds (a table
+of a few rows; services/secrets.keys_version); when they changed the keys are
+read again. With Redis the CLI also announces the rotation in the control room and
 the keys are read at once.
 """
 
@@ -28,19 +28,23 @@ from .revocations import Revocations
 log = logging.getLogger("chatroom_server.realtime")
 
 KEY_RETIRED = "signing key retired"
+# Seconds: how often a token with an unknown kid may make a process read the keys.
+# Another host signs with a new key as soon as it has read it; this one would answer
+# 401 until its next poll (about a second) without this.
+CATCH_UP_EVERY = 1.0
 
 
 class KeyWatch:
     def __init__(
         self,
         load: Callable[[], Awaitable[KeyRing]],
-        newest: Callable[[], Awaitable[str | None]],
+        version: Callable[[], Awaitable[str | None]],
         revocations: Revocations,
         every: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._load = load
-        self._newest = newest
+        self._version = version
         self.revocations = revocations
         self.every = every
         self._clock = clock
@@ -49,10 +53,26 @@ class KeyWatch:
         self._checked_at = 0.0  # unix seconds: ends of keys before this were handled
         self._task: asyncio.Task[None] | None = None
         self._reload: asyncio.Task[None] | None = None
+        self._caught_up_at = -CATCH_UP_EVERY  # time.monotonic() of the last catch_up
+
+    async def catch_up(self) -> bool:
+        """A token names a key we do not hold: read the keys now, at most once every
+        CATCH_UP_EVERY seconds (a forged kid must not become a query per request).
+        True when the keys were read."""
+        now = time.monotonic()
+        if now - self._caught_up_at < CATCH_UP_EVERY:
+            return False
+        self._caught_up_at = now
+        try:
+            await self.refresh()
+        except Exception:
+            log.warning("could not read the signing keys; the next poll tries again")
+            return False
+        return True
 
     async def open(self, ttl: int) -> TokenService:
         """Read the keys once (before the server takes requests); the token service."""
-        self._known = await self._newest()
+        self._known = await self._version()
         self.tokens = TokenService(await self._load(), ttl)
         self._checked_at = self._clock()
         return self.tokens
@@ -84,14 +104,14 @@ class KeyWatch:
             log.warning("could not read the signing keys; the next poll tries again")
 
     async def refresh(self, force: bool = False) -> None:
-        """Read the keys again if a newer one was added (or `force`), then close the
+        """Read the keys again if a rotation added one (or `force`), then close the
         sockets whose key stopped verifying since the last look."""
         assert self.tokens is not None, "open() first"
-        newest = await self._newest()
-        if force or newest != self._known:
+        version = await self._version()
+        if force or version != self._known:
             self.tokens.use(await self._load())
             log.info("signing keys reloaded: current=%s", self.tokens.ring.current.kid)
-            self._known = newest
+            self._known = version
             self._checked_at = 0.0  # a key may be gone altogether: look at every socket
         self.close_retired()
 

@@ -77,17 +77,15 @@ async def key_ring(env_secret: str | None) -> KeyRing:
     return KeyRing(await signing_keys(env_secret or await shared_secret()))
 
 
-async def newest_key() -> str | None:
-    """The ID of the newest key (None before the first rotation): what servers poll.
-    Every rotation adds a newer one, in the transaction that retires the others."""
+async def keys_version() -> str | None:
+    """What servers poll (None before the first rotation): the IDs of the keys, which
+    change with every rotation (it adds a key with a new random ID). Not the newest
+    key by created_at: that is the rotating host's clock, and a rotation run from a
+    host whose clock is behind would go unnoticed. A handful of rows: keys retired
+    more than KEEP_RETIRED ago are deleted."""
     with storage_errors():
-        kid = (
-            await SigningKeyRow.exclude(kid=LEGACY_KID)
-            .order_by("-created_at", "-kid")
-            .first()
-            .values_list("kid", flat=True)
-        )
-    return None if kid is None else str(kid)
+        kids = await SigningKeyRow.exclude(kid=LEGACY_KID).values_list("kid", flat=True)
+    return ",".join(sorted(str(kid) for kid in kids)) or None
 
 
 async def rotate(grace: float) -> Rotation:
@@ -99,9 +97,13 @@ async def rotate(grace: float) -> Rotation:
     with storage_errors():
         await _ensure_legacy_row()
         async with in_transaction():
+            # Rotations one at a time: on PostgreSQL a racing rotation would otherwise
+            # take its snapshot before this one's key commits, and two keys would stay
+            # current. (SQLite serialises writers already; FOR UPDATE is not sent there.)
+            await SigningKeyRow.select_for_update().filter(kid=LEGACY_KID).first()
             await SigningKeyRow.create(kid=kid, secret=secrets.token_urlsafe(48))
-            # After the insert: a rotation racing this one that committed first is
-            # seen by this statement, and its key retires too (one current key).
+            # A rotation that committed before this one's lock is seen here, and its
+            # key retires too (one current key).
             await (
                 SigningKeyRow.exclude(kid=kid)
                 .filter(Q(retires_at=None) | Q(retires_at__gt=ends))

@@ -10,6 +10,7 @@ from sanic.config import Config
 
 from ..db.store import MessageStore
 from ..domain import Identity
+from ..errors import Unauthorized
 from ..realtime.hub import Hub
 from ..realtime.keys import KeyWatch
 from ..realtime.reads import ReadFanout
@@ -52,6 +53,9 @@ class Ctx:
     # Set in before_server_start, once the keys are read from the database (the
     # same object all along: a rotation replaces its keys, realtime/keys.py).
     tokens: TokenService = field(init=False)
+    # Set first thing at shutdown: from then on websockets are refused before the
+    # upgrade (503), not accepted and kept open through Sanic's graceful wait.
+    stopping: bool = field(default=False, init=False)
 
 
 App = Sanic[Config, Ctx]
@@ -76,7 +80,15 @@ async def authenticate(request: Request, token: str | None = None) -> Identity:
     answer, so no database round trip on most calls (services/sessions.py).
     """
     ctx = ctx_of(request)
-    identity = ctx.tokens.verify(token or bearer_token(request))
+    raw = token or bearer_token(request)
+    try:
+        identity = ctx.tokens.verify(raw)
+    except Unauthorized:
+        # Signed on another host with a key rotated in a moment ago: read the keys
+        # once, then look again.
+        if not (raw and ctx.tokens.names_unknown_key(raw) and await ctx.keys.catch_up()):
+            raise
+        identity = ctx.tokens.verify(raw)
     await ctx.sessions.check(identity)
     return identity
 

@@ -11,7 +11,7 @@ from sanic.handlers import ErrorHandler
 from sanic.response import HTTPResponse, json
 
 from .. import protocol
-from ..errors import ChatError, RateLimited
+from ..errors import ChatError, RateLimited, ShuttingDown
 from .internals.http import drain_refused_body, lingers
 
 log = logging.getLogger("chatroom_server.web")
@@ -28,9 +28,9 @@ def error_response(
 def to_response(request: Request | None, exc: BaseException) -> HTTPResponse:
     if isinstance(exc, ChatError):
         headers = None
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | ShuttingDown):
             headers = {"Retry-After": str(exc.retry_after)}
-        if exc.status >= 500:
+        if exc.status >= 500 and not isinstance(exc, ShuttingDown):
             log.error("request failed: %s %s", exc.code, exc.message)
         return error_response(exc.status, exc.message, headers)
     if isinstance(exc, SanicException):

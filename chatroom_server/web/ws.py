@@ -17,7 +17,7 @@ from sanic.exceptions import WebsocketClosed
 from websockets.exceptions import ConnectionClosed
 
 from .. import protocol
-from ..errors import BadRequest, ChatError, Forbidden, Unauthorized
+from ..errors import BadRequest, ChatError, Forbidden, ShuttingDown, Unauthorized
 from ..realtime.connection import (
     CLOSE_INTERNAL,
     CLOSE_INVALID_DATA,
@@ -43,6 +43,8 @@ def origin_allowed(origin: str | None, allowed: tuple[str, ...]) -> bool:
 @bp.on_request
 async def before_upgrade(request: Request) -> None:
     ctx = ctx_of(request)
+    if ctx.stopping:
+        raise ShuttingDown("The server is restarting: connect again in a moment.")
     if not origin_allowed(request.headers.get("origin"), ctx.settings.ws_origin_list):
         raise Forbidden("This origin may not open a websocket here.")
     # Parsed here rather than through request.args, which Sanic would keep (with the
@@ -173,8 +175,11 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         inbox.close()
         conn.finish()
         ctx.limits.close_socket(slot)  # before any await: those may be cancelled
-        await ctx.relay.leave(conn)
-        await inbox.closing()
+        try:
+            await ctx.relay.leave(conn)
+        finally:
+            # Even when cancelled in leave (the client went away): shutdown waits on it.
+            await inbox.closing()
         log.info("websocket closed: room=%s user=%s", conn.room.id, identity.user_id)
 
 

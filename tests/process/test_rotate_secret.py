@@ -177,6 +177,28 @@ async def test_with_redis_the_announcement_alone_brings_the_new_key(
     assert await status(server.base, token) == 200
 
 
+async def test_a_key_this_host_has_not_read_yet_is_read_once_not_refused(
+    server: ChatServer, database_url: str
+) -> None:
+    """Another host signs with the new key as soon as it has read it; this one, whose
+    poll has not come round yet (stopped here, and no Redis), reads the keys once on
+    seeing the unknown kid instead of answering 401. A kid no rotation made stays 401."""
+    from chatroom_server.db.models import SigningKeyRow
+
+    await server.app.ctx.keys.stop()
+    _, token = await server.signup("dave")
+    kid, _ = await rotate(database_url)
+    assert server.app.ctx.tokens.ring.get(kid) is None  # not read yet
+    secret = (await SigningKeyRow.get(kid=kid)).secret
+    claims = jwt.decode(token, options={"verify_signature": False})
+    # What a host that already reads the new key hands out for the same session.
+    elsewhere = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": kid})
+    assert await status(server.base, elsewhere) == 200
+    assert server.app.ctx.tokens.ring.get(kid) is not None
+    forged = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": "f" * 16})
+    assert await status(server.base, forged) == 401
+
+
 # ---------------------------------------------------------------- the command itself
 
 

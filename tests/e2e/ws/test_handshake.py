@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from chatroom_server.services import rooms as room_service
 
@@ -169,3 +170,37 @@ class TestOriginCheck:
                 await works(ws, rid, f"good origin {path}")
             async with connect(url) as ws:  # no Origin header: not a browser
                 await works(ws, rid, f"no origin {path}")
+
+
+# --------------------------------------------------------------------------- at shutdown
+
+
+async def test_a_stopping_server_refuses_new_websockets_with_503(server: ChatServer) -> None:
+    # At shutdown the listening socket stays open while the sockets are closed: a
+    # client reconnecting at once must not be upgraded (it would hold the shutdown up
+    # through Sanic's graceful wait). close_sockets sets the flag first; here it is set
+    # directly, as that listener would.
+    _, token = await server.signup()
+    rid = (await server.create_room(token))["ID"]
+    async with server.connect(rid, token) as ws:
+        await works(ws, rid)
+        server.app.ctx.stopping = True
+        try:
+            for path in PATHS:
+                try:
+                    async with connect(
+                        server.ws_url(f"jwt={token}&room_id={rid}", path), open_timeout=10
+                    ):
+                        pass
+                except InvalidStatus as exc:
+                    response = exc.response
+                else:
+                    pytest.fail("a stopping server accepted a websocket")
+                assert response.status_code == 503
+                assert response.headers["Retry-After"] == "1"
+                body = json.loads(response.body)
+                assert_error_body(503, body)
+                assert "restarting" in body["message"]
+            await works(ws, rid, "the open socket is not touched by the refusal")
+        finally:
+            server.app.ctx.stopping = False
