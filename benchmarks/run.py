@@ -1122,14 +1122,26 @@ def markdown(results: dict[str, Any], machine: dict[str, Any], args: argparse.Na
     return "\n".join(lines)
 
 
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend, or None (with a line) without the bench extra."""
+    try:
+        import matplotlib
+    except ImportError:
+        log("no plot: matplotlib is not installed (pip install -e '.[bench]')")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def plot_fanout(results: dict[str, Any], columns: list[tuple[str, str]], path: Path) -> bool:
     growth = results.get("growth")
     if not growth:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        return False
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, label in columns:
@@ -1179,10 +1191,9 @@ def plot_configs(results: dict[str, Any], columns: list[tuple[str, str]], path: 
     groups = [(n, label, p) for n, label, p in P99_PLOTTED if n in results]
     if not groups or len(columns) < 2:
         return False
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        return False
 
     fig, ax = plt.subplots(figsize=(max(7.0, 2.6 * len(groups)), 4.6))
     width = 0.8 / len(columns)
