@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close, Frame, Opcode
+from websockets.protocol import OPEN
+from websockets.uri import parse_uri
 
 from ..conftest import TIMEOUT, auth, close_code, free_port, recv_event
 from .conftest import ServeProcess
@@ -191,3 +198,91 @@ async def test_sigterm_under_load_keeps_every_confirmed_message(
                 break
             after = stored[-1]
     assert set(confirmed) <= set(stored)
+
+
+class RawClient:
+    """A websocket client on a blocking socket (websockets' sans-I/O protocol), with a
+    small receive buffer: it can leave what the server sends unread while it sends."""
+
+    def __init__(self, port: int, path: str) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.settimeout(TIMEOUT)
+        self.sock.connect(("127.0.0.1", port))
+        self.proto = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{path}"))
+        self.proto.send_request(self.proto.connect())
+        self.flush()
+        while not self.proto.events_received():  # the handshake's response
+            self.proto.receive_data(self.sock.recv(65536))
+        assert self.proto.state is OPEN, self.proto.handshake_exc
+
+    def flush(self) -> None:
+        for data in self.proto.data_to_send():
+            if data:
+                self.sock.sendall(data)
+
+    def ping_until(self, stop: threading.Event) -> None:
+        """Send pings back to back: bytes keep arriving at the server. A reset shows
+        in read_to_the_end."""
+        try:
+            while not stop.is_set():
+                self.proto.send_ping(b"p")
+                self.flush()
+        except OSError:
+            pass
+
+    def read_to_the_end(self) -> list[Frame]:
+        """Everything the server sends until it closes the TCP connection; answers the
+        close frame. Raises ConnectionResetError if the server reset the connection."""
+        frames: list[Frame] = []
+        while data := self.sock.recv(65536):
+            self.proto.receive_data(data)
+            frames += [e for e in self.proto.events_received() if isinstance(e, Frame)]
+            self.flush()  # the close frame's answer
+        return frames
+
+
+MESSAGES, SIZE = 1, 14_000
+
+
+@pytest.mark.parametrize("internals", ["auto", "off"], ids=["fast", "public"])
+async def test_sigterm_close_frame_reaches_a_client_still_sending(
+    tmp_path: Path, processes: list[ServeProcess], internals: str
+) -> None:
+    """At shutdown the server closes with 1001 while a client is still sending and has
+    not read what it was sent: the client must still get to read the close frame. A
+    server that stops reading and closes at once resets the connection instead (the
+    client's kernel drops what it had not read: 1006 for the client)."""
+    url = f"sqlite://{tmp_path / 'still.sqlite3'}"
+    env = {"CHATROOM_INTERNALS": internals, "CHATROOM_MAX_MESSAGE_CHARS": "60000"}
+    proc = ServeProcess(url, tmp_path, env=env)
+    processes.append(proc)
+    await proc.ready()
+    token, rid = await user_and_room(proc.base, "still")
+    path = f"/v1/ws?room_id={rid}&jwt={token}"
+    raw = await asyncio.to_thread(RawClient, proc.port, path)
+    stop = threading.Event()
+    pinger = threading.Thread(target=raw.ping_until, args=(stop,))
+    try:
+        async with connect(f"ws://127.0.0.1:{proc.port}{path}", max_size=None) as other:
+            # A message for the raw client, which does not read: its receive window
+            # fills, and the close frame waits in the server's kernel buffer behind it.
+            for i in range(MESSAGES):
+                text = f"{i} " + "m" * SIZE
+                await other.send(json.dumps({"chatMessage": text}))
+                await recv_event(other, "message")
+            pinger.start()  # the raw client keeps sending
+            proc.proc.send_signal(signal.SIGTERM)
+            # Both sockets are closed in the same pass: once this one has its close
+            # frame, the raw one's close was written too, while its pings kept coming.
+            assert await close_code(other) == 1001
+    finally:
+        stop.set()
+        if pinger.is_alive():
+            await asyncio.to_thread(pinger.join)
+    frames = await asyncio.to_thread(raw.read_to_the_end)
+    closes = [f for f in frames if f.opcode is Opcode.CLOSE]
+    assert [Close.parse(f.data).code for f in closes] == [1001], frames[-3:]
+    texts = [json.loads(f.data) for f in frames if f.opcode is Opcode.TEXT]
+    assert len([t for t in texts if t["Event"] == "message"]) == MESSAGES
+    assert await asyncio.to_thread(proc.proc.wait, TIMEOUT) == 0

@@ -46,8 +46,10 @@ class Reader(Protocol):
         """The handler is done with the socket."""
 
     async def closing(self) -> None:
-        """Return once a close the server started has gone out (Sanic closes what is
-        left open, with 1000, when the handler returns)."""
+        """Return once a close the server started has gone out and the client answered
+        it, or a few seconds passed: when the handler returns, Sanic ends the TCP
+        connection, and a client still sending would get a reset instead of the close
+        frame (Sanic closes what is left open, with 1000)."""
 
 
 class Pings(Protocol):

@@ -20,6 +20,7 @@ WS_ATTRIBUTES = (
     "pause_frames",
     "resume_frames",
     "end_connection",
+    "connection_lost_waiter",
 )
 # Attributes of Sanic's frame assembler that Inbox.install reads when it takes over.
 ASSEMBLER_ATTRIBUTES = ("message_complete", "message_fetched", "chunks", "decoder", "paused")

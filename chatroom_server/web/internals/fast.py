@@ -7,8 +7,10 @@ What each buys (the numbers are in benchmarks/README.md):
   state's setter instead of asking on every write of a fan-out (3-5% frames/s).
 - `SanicTransport` writes pre-encoded frames straight to the socket's asyncio
   transport (`ws.io_proto.transport`), one write per socket per loop turn for a
-  whole room, never awaiting (most of the fan-out throughput); abort() wakes the
-  handler through `ws.recv_cancel`, so a closed socket leaves at once.
+  whole room, never awaiting (most of the fan-out throughput); abort() writes the
+  close frame and wakes the handler through `ws.recv_cancel`, so a closed socket
+  leaves the hub at once; the handler's end (Inbox.closing) then reads until the
+  client answers the close, so a client still sending is not reset.
 - `Inbox` (inbox.py) takes the place of Sanic's frame assembler (`ws.assembler`):
   an idle connection's memory (30.9 -> 19.1 KiB with the other changes) and
   pipelined reads, and 1007 for a text message that is not UTF-8.
@@ -33,13 +35,16 @@ from websockets.protocol import State as WsState
 from websockets.server import ServerProtocol
 
 from ...realtime.connection import CLOSE_INTERNAL, Connection
-from .inbox import Inbox
+from .inbox import CLOSE_ANSWER_TIMEOUT, Handlers, Inbox
 
 if TYPE_CHECKING:
     from sanic.config import Config
     from sanic.server.websockets.impl import WebsocketImplProtocol
 
 log = logging.getLogger("chatroom_server.web")
+
+# At shutdown, how long the handlers may wait for their clients' close frames.
+SHUTDOWN_WAIT = CLOSE_ANSWER_TIMEOUT + 2.0
 
 
 def wire_frame(text: str) -> bytes:
@@ -117,7 +122,24 @@ class SanicTransport:
         return int(transport.get_write_buffer_size()) * frames // len(data)
 
     def abort(self, code: int, reason: str) -> None:
-        self.ws.end_connection(code, reason)  # type: ignore[no-untyped-call]
+        """Write the close frame now, behind what is buffered, and wake the handler.
+
+        Reading goes on: the handler's end (Inbox.closing) waits for the client's
+        close frame, and Sanic closes the TCP connection once it has it. Sanic's
+        end_connection would stop reading and close at once: a client still sending
+        then gets a reset, and loses what it had not read yet, this close frame too
+        (1006, seen at SIGTERM under load).
+        """
+        proto, transport = self.proto, self.transport
+        if proto.state is OPEN and transport is not None and not transport.is_closing():
+            data = proto.data_to_send()
+            proto.send_close(code, reason)
+            data.extend(proto.data_to_send())
+            for chunk in data:
+                if chunk:  # b"" would be an end of stream: not ours to send here
+                    transport.write(chunk)
+        elif proto.state is OPEN:
+            self.ws.end_connection(code, reason)  # type: ignore[no-untyped-call]
         # Wake the handler blocked in recv(), so it leaves the hub now rather than
         # when the peer (maybe a stalled one) finally lets the TCP connection go.
         waiting = self.ws.recv_cancel
@@ -184,6 +206,7 @@ class FastWire:
 
     def __init__(self) -> None:
         self.pings: SharedPings | None = SharedPings()
+        self._handlers = Handlers()
 
     @staticmethod
     def encode(texts: Sequence[str]) -> bytes:
@@ -193,13 +216,15 @@ class FastWire:
     def transport(ws: WebsocketImplProtocol) -> SanicTransport:
         return SanicTransport(ws)
 
-    @staticmethod
     def reader(
-        ws: WebsocketImplProtocol, transport: SanicTransport, on_bad_text: Callable[[], None]
+        self,
+        ws: WebsocketImplProtocol,
+        transport: SanicTransport,
+        on_bad_text: Callable[[], None],
     ) -> Inbox:
         # Sanic decodes text frames in its reader task, where a bad byte sequence would
         # be an unhandled error: the inbox closes the connection with 1007 instead.
-        return Inbox.install(ws, on_bad_text)
+        return Inbox.install(ws, on_bad_text, self._handlers)
 
     @staticmethod
     def after_upgrade(ws: WebsocketImplProtocol) -> None:
@@ -211,4 +236,10 @@ class FastWire:
         config.WEBSOCKET_PING_INTERVAL = None  # type: ignore[assignment]
 
     async def wait_closed(self) -> None:
-        pass  # close frames are written at once, behind what is buffered
+        """At shutdown: let the handlers see their clients answer the close frames.
+
+        Sanic's own before_server_stop listener, which runs after ours, cancels the
+        handlers still running and ends their sockets at once (end_connection): a
+        client still sending would get a reset, and 1006 instead of our 1001.
+        """
+        await self._handlers.wait(SHUTDOWN_WAIT)

@@ -16,16 +16,42 @@ the socket is paused until the handler catches up, and TCP holds the client back
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from sanic.exceptions import WebsocketClosed
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.frames import Frame, Opcode
-from websockets.protocol import CLOSED
+from websockets.protocol import CLOSED, CLOSING
 
 MAX_MESSAGES = 16
 MAX_BYTES = 65536
+# How long a handler's end waits for the client to answer the server's close frame.
+CLOSE_ANSWER_TIMEOUT = 5.0
+
+
+class Handlers:
+    """How many handlers have not finished (Inbox.closing() not returned): shutdown
+    waits for them (FastWire.wait_closed)."""
+
+    __slots__ = ("count", "_idle")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle: asyncio.Event | None = None
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count == 0 and self._idle is not None:
+            self._idle.set()
+
+    async def wait(self, timeout: float) -> None:
+        if self.count == 0:
+            return
+        self._idle = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
 
 
 class Inbox:
@@ -41,9 +67,12 @@ class Inbox:
         "_taken",
         "_paused",
         "_closed",
+        "_handlers",
     )
 
-    def __init__(self, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None]) -> None:
+    def __init__(
+        self, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None], handlers: Handlers
+    ) -> None:
         self.ws = ws
         # Kept: asyncio.get_running_loop() costs a system call (getpid) per message.
         self.loop = ws.loop or asyncio.get_running_loop()
@@ -56,12 +85,16 @@ class Inbox:
         self._taken: asyncio.Future[None] | None = None  # put() waiting for get()
         self._paused = False
         self._closed = False
+        self._handlers = handlers
+        handlers.count += 1  # until closing() returns
 
     @classmethod
-    def install(cls, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None]) -> Inbox:
+    def install(
+        cls, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None], handlers: Handlers
+    ) -> Inbox:
         """Take the place of Sanic's assembler, with whatever the client already sent."""
         old = ws.assembler
-        inbox = cls(ws, on_bad_text)
+        inbox = cls(ws, on_bad_text, handlers)
         ws.assembler = inbox  # type: ignore[assignment]
         if old.message_complete.is_set():
             # A whole message came before the handler ran; its put() waits to be told.
@@ -162,7 +195,37 @@ class Inbox:
         self._release()
 
     async def closing(self) -> None:
-        pass  # the fast path writes its close frame at once (SanicTransport.abort)
+        """Return once the client answered a close the server started (its close frame
+        came, or the connection is gone), or CLOSE_ANSWER_TIMEOUT passed: then end
+        the connection. When the handler returns, Sanic ends the TCP connection at once
+        (WebSocketProtocol.close: end_connection stops reading and closes): bytes the
+        client still sends then reset the connection, and the client loses what it had
+        not read yet, our close frame included (1006)."""
+        ws = self.ws
+        proto = ws.ws_proto
+        try:
+            if proto.state is not CLOSING or proto.close_rcvd is not None:
+                return  # the client closed first, or the socket is gone
+            lost = ws.connection_lost_waiter
+            deadline = self.loop.time() + CLOSE_ANSWER_TIMEOUT
+            while proto.state is CLOSING and proto.close_rcvd is None:
+                left = deadline - self.loop.time()
+                if left <= 0:
+                    return  # no answer (a stalled peer, say): Sanic cuts it off now
+                # Sanic cancels recv_cancel when the close frame (or the end of the
+                # stream) arrives; frames before it go to put(), which drops them.
+                answered: asyncio.Future[Any] = self.loop.create_future()
+                ws.recv_cancel = answered
+                waiting: set[asyncio.Future[Any]] = {answered}
+                if lost is not None:
+                    waiting.add(lost)
+                try:
+                    await asyncio.wait(waiting, timeout=left)
+                finally:
+                    if ws.recv_cancel is answered:
+                        ws.recv_cancel = None
+        finally:
+            self._handlers.leave()
 
     def _release(self) -> None:
         if self._paused:

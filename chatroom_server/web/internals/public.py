@@ -159,8 +159,9 @@ class PublicReader:
         self.ws = ws
         self.transport = transport
         self.done = False  # the client closed: recv() has nothing more
-        # A recv() given up (the server closed): until it has unwound, Sanic refuses
-        # another recv() ("already waiting").
+        # The recv() still waiting when the server closed: left running (a cancelled
+        # one unwinds its inner task a loop turn later, and until then Sanic refuses
+        # another recv()); the drain awaits it first.
         self.pending: asyncio.Future[Any] | None = None
         self.drain: asyncio.Task[None] | None = None
         transport.tasks.readers += 1  # until closing() returns (see Tasks)
@@ -182,7 +183,6 @@ class PublicReader:
             except BaseException:
                 self.done = True
                 raise
-        recv.cancel()
         self.pending = recv
         return None
 
@@ -217,7 +217,7 @@ class PublicReader:
         with contextlib.suppress(BaseException):
             async with asyncio.timeout(READ_DRAIN_TIMEOUT):
                 if self.pending is not None:
-                    await asyncio.wait({self.pending})  # its lock released
+                    await self.pending  # a message (dropped), or the client's close
                 while True:
                     await self.ws.recv()
 
