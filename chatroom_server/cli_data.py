@@ -73,7 +73,7 @@ def _checked_url(flag: str, url: str) -> str:
     "target",
     required=True,
     metavar="URL",
-    help="An empty database (migrated first); refused if any table has a row.",
+    help="An empty database (migrated first); refused untouched if a table has rows or isn't ours.",
 )
 def copy_data(source: str, target: str) -> None:
     """Copy everything into an empty database.

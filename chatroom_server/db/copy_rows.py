@@ -76,12 +76,37 @@ async def open_both(source_url: str, target_url: str) -> None:
     await Tortoise.init(config=config)
 
 
-async def tables_with_rows() -> list[str]:
-    """The target's tables that have a row (the copy goes only into an empty database)."""
+# Tables of the target that are not the models': the migrations' own record.
+OWN_TABLES = frozenset({"tortoise_migrations"})
+TABLES_QUERY = {
+    "sqlite": "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+    "postgres": "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()",
+}
+
+
+async def target_tables() -> list[str]:
+    """Every table of the target (in its current schema on PostgreSQL)."""
     target = connections.get(TARGET)
+    _, rows = await target.execute_query(TABLES_QUERY[target.capabilities.dialect])
+    return sorted(str(row[0]) for row in rows)
+
+
+async def foreign_tables() -> list[str]:
+    """The target's tables that are not chatroom-server's: not a database to copy into."""
+    ours = {model._meta.db_table for model in models_in_order()} | OWN_TABLES
+    return [table for table in await target_tables() if table not in ours]
+
+
+async def tables_with_rows() -> list[str]:
+    """The target's tables that have a row (the copy goes only into an empty database);
+    a table not created yet (the target not migrated yet) has none."""
+    target = connections.get(TARGET)
+    existing = set(await target_tables())
     full = []
     for model in models_in_order():
         table = model._meta.db_table
+        if table not in existing:
+            continue
         _, rows = await target.execute_query(f'SELECT 1 FROM "{table}" LIMIT 1')
         if rows:
             full.append(table)

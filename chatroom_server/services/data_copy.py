@@ -1,9 +1,10 @@
 """`copy-data`: move everything to another database, typically SQLite to PostgreSQL.
 
 The rules around the copy (db/copy_rows.py does the rows): the source must be a
-database of this version (no pending migration) and is only read; the target is
-migrated first and must then be empty, so nothing in it is ever overwritten or
-mixed with copied rows. Afterwards the same logins, tokens (the signing secret
+database of this version (no pending migration) and is only read; the target
+must be empty (no rows, no tables of anything else), checked before it is
+migrated and again after, so nothing in it is ever changed, overwritten or mixed
+with copied rows. Afterwards the same logins, tokens (the signing secret
 is a row too), history, `since` cursors and unread counts work against it.
 
 The servers should be stopped first: whatever they store after the source's
@@ -34,21 +35,41 @@ async def copy_data(source_url: str, target_url: str, progress: rows.Progress) -
             f"The source database lacks {len(pending)} migration(s) ({', '.join(pending)}); "
             "run 'chatroom-server migrate' on it first."
         )
+    # Checked before migrating too: a wrong target (another application's database,
+    # one of an older version with rows) is refused untouched. (The source answered
+    # already: a failure here is the target's.)
+    with _failures_of(target_url):
+        await rows.open_both(source_url, target_url)
+        try:
+            await _check_target_empty()
+        finally:
+            await close_database()
     with _failures_of(target_url):
         for name in await apply_migrations(target_url):
             progress(f"Applied migration {name} to the target")
     with _failures_of(None):
         await rows.open_both(source_url, target_url)
         try:
-            full = await rows.tables_with_rows()
-            if full:
-                raise Conflict(
-                    f"The target database is not empty (rows in {', '.join(full)});"
-                    " copy-data only copies into an empty database."
-                )
+            await _check_target_empty()  # again: something may have written meanwhile
             return await rows.copy_rows(progress)
         finally:
             await close_database()
+
+
+async def _check_target_empty() -> None:
+    foreign = await rows.foreign_tables()
+    if foreign:
+        raise Conflict(
+            f"The target database has tables that are not chatroom-server's "
+            f"({', '.join(foreign[:5])}{', ...' if len(foreign) > 5 else ''});"
+            " copy-data only copies into an empty database."
+        )
+    full = await rows.tables_with_rows()
+    if full:
+        raise Conflict(
+            f"The target database is not empty (rows in {', '.join(full)});"
+            " copy-data only copies into an empty database."
+        )
 
 
 def _check_files(source_url: str, target_url: str) -> None:

@@ -306,6 +306,25 @@ def test_refusals_are_one_line_and_touch_nothing(tmp_path: Path) -> None:
     with contextlib.closing(sqlite3.connect(tmp_path / "to.sqlite3")) as db:
         assert db.execute("SELECT name FROM rooms").fetchall() == [("there",)]
 
+    # Wrong targets are refused before anything is migrated into them: another
+    # application's database, and one of an older version that holds rows.
+    other, older = tmp_path / "other.sqlite3", tmp_path / "older.sqlite3"
+    with contextlib.closing(sqlite3.connect(other)) as db:
+        db.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    with contextlib.closing(sqlite3.connect(older)) as db, db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, username TEXT)")
+        db.execute("INSERT INTO users (username) VALUES ('old')")
+    one_line_error(
+        ["--from", full, "--to", f"sqlite://{other}"],
+        "The target database has tables that are not chatroom-server's (invoices)",
+    )
+    one_line_error(
+        ["--from", full, "--to", f"sqlite://{older}"],
+        "The target database is not empty (rows in users)",
+    )
+    assert sqlite_tables(other) == {"invoices"}
+    assert sqlite_tables(older) == {"users"}
+
 
 def test_a_failed_copy_leaves_the_target_empty_to_run_again(tmp_path: Path) -> None:
     source, target = tmp_path / "a.sqlite3", tmp_path / "b.sqlite3"
