@@ -31,6 +31,7 @@ from .cli_support import (
     describe_db_failure,
     fail,
     load_settings,
+    log_format_option,
     run_db,
     say,
     start_up_deadline,
@@ -68,15 +69,6 @@ ABUSE_LIMITS = (
         "taken from X-Forwarded-For"
     ),
 )  # fmt: skip
-
-
-log_format_option = click.option(
-    "--log-format",
-    type=click.Choice(["text", "json"]),
-    default=None,
-    help="text, or one JSON object a line, this command's own lines included "
-    "(env CHATROOM_LOG_FORMAT).",
-)
 
 
 def with_abuse_limits(command: Callable[..., None]) -> Callable[..., None]:
@@ -253,7 +245,7 @@ def create_room(name: str, database_url: str | None) -> None:
     except ValueError as exc:
         fail(f"Invalid room name: {_first_error(exc)}")
     room = run_db(settings.database_url, lambda: rooms.create_room(checked))
-    click.echo(f"Created room {room.id}: {room.name}")
+    say(f"Created room {room.id}: {room.name}")
 
 
 def _first_error(exc: Exception) -> str:
@@ -273,9 +265,9 @@ def list_rooms(database_url: str | None) -> None:
     settings = load_settings(database_url=database_url)
     found = run_db(settings.database_url, rooms.list_rooms)
     if not found:
-        click.echo("No rooms.")
+        say("No rooms.")
     for room in found:
-        click.echo(f"{room.id}\t{room.name}")
+        say(f"{room.id}\t{room.name}")
 
 
 @main.command("delete-room")
@@ -287,7 +279,7 @@ def delete_room(room_id: int, database_url: str | None) -> None:
 
     settings = load_settings(database_url=database_url)
     room = run_db(settings.database_url, lambda: rooms.delete_room(room_id))
-    click.echo(f"Deleted room {room.id}: {room.name}")
+    say(f"Deleted room {room.id}: {room.name}")
 
 
 for command in (*admin_commands, *data_commands):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli_support import database_option, fail, load_settings, run_db
+from .cli_support import database_option, fail, load_settings, run_db, say, warn
 from .domain import Revocation, RoomEvent
 from .errors import ChatError
 from .settings import Settings
@@ -69,12 +69,12 @@ def list_users(database_url: str | None) -> None:
                 if a.deactivated_at is not None:
                     since = a.deactivated_at.strftime("%Y-%m-%dT%H:%M:%SZ")
                 flag = "admin" if a.is_admin else "-"
-                click.echo(f"{a.id}\t{_cell(a.user_name)}\t{_cell(a.email)}\t{flag}\t{since}")
+                say(f"{a.id}\t{_cell(a.user_name)}\t{_cell(a.email)}\t{flag}\t{since}")
             count, after = count + len(page), page[-1].id
         return count
 
     if not run_db(settings.database_url, job):
-        click.echo("No users.")
+        say("No users.")
 
 
 def _announce(settings: Settings, change: Revocation | RoomEvent) -> str | None:
@@ -103,10 +103,9 @@ async def _publish(settings: Settings, change: Revocation | RoomEvent) -> str | 
 def _report_announcement(settings: Settings, change: Revocation | RoomEvent) -> None:
     problem = _announce(settings, change)
     if problem is not None:
-        click.echo(
-            f"Warning: could not tell the servers through Redis ({problem}); "
-            "they notice through the database within about a second.",
-            err=True,
+        warn(
+            f"could not tell the servers through Redis ({problem}); "
+            "they notice through the database within about a second."
         )
 
 
@@ -126,10 +125,10 @@ def deactivate_user(
     )
     account, revocation = run_db(settings.database_url, lambda: admin.deactivate(user))
     if revocation is None:
-        click.echo(f"The {_who(account)} was already deactivated.")
+        say(f"The {_who(account)} was already deactivated.")
         return
     _report_announcement(settings, revocation)
-    click.echo(f"Deactivated {_who(account)}: their tokens are refused and sessions ended.")
+    say(f"Deactivated {_who(account)}: their tokens are refused and sessions ended.")
 
 
 @click.command("reactivate-user")
@@ -142,9 +141,9 @@ def reactivate_user(user: str, database_url: str | None) -> None:
     settings = load_settings(database_url=database_url)
     account, changed = run_db(settings.database_url, lambda: admin.reactivate(user))
     if not changed:
-        click.echo(f"The {_who(account)} is not deactivated.")
+        say(f"The {_who(account)} is not deactivated.")
         return
-    click.echo(f"Reactivated {_who(account)}: they may log in again.")
+    say(f"Reactivated {_who(account)}: they may log in again.")
 
 
 @click.command("set-admin")
@@ -176,7 +175,7 @@ def set_admin(
     now = "no longer" if off else "now"
     if not changed:
         now = "already not" if off else "already"
-    click.echo(f"The {_who(account)} is {now} a site admin.")
+    say(f"The {_who(account)} is {now} a site admin.")
 
 
 @click.command(
@@ -218,7 +217,7 @@ def reset_password(
         lambda: admin.reset_password(user, password, settings.bcrypt_rounds),
     )
     _report_announcement(settings, revocation)
-    click.echo(f"Set a new password for {_who(account)} and ended their sessions.")
+    say(f"Set a new password for {_who(account)} and ended their sessions.")
 
 
 def _read_new_password() -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from .cli_support import database_option, fail, load_settings
+from .cli_support import database_option, fail, load_settings, log_format_option, say
 from .errors import ChatError
 from .settings import mask_url
 
@@ -20,7 +20,8 @@ from .settings import mask_url
 @click.argument("path", type=click.Path(dir_okay=True, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
 @database_option
-def backup(path: Path, force: bool, database_url: str | None) -> None:
+@log_format_option
+def backup(path: Path, force: bool, database_url: str | None, log_format: str | None) -> None:
     """Back up the SQLite database to PATH, live.
 
     A consistent copy while servers run, with SQLite's online backup API; it is
@@ -29,13 +30,13 @@ def backup(path: Path, force: bool, database_url: str | None) -> None:
     """
     from .db.backup import backup_sqlite
 
-    settings = load_settings(database_url=database_url)
+    settings = load_settings(database_url=database_url, log_format=log_format)
     try:
         report = backup_sqlite(settings.database_url, path, force)
     except ChatError as exc:
         fail(exc.message)
         raise AssertionError("unreachable") from None
-    click.echo(
+    say(
         f"Backed up {report.source} to {report.target} ({_size(report.bytes)}); integrity check ok."
     )
 
@@ -75,7 +76,8 @@ def _checked_url(flag: str, url: str) -> str:
     metavar="URL",
     help="An empty database (migrated first); refused untouched if a table has rows or isn't ours.",
 )
-def copy_data(source: str, target: str) -> None:
+@log_format_option
+def copy_data(source: str, target: str, log_format: str | None) -> None:
     """Copy everything into an empty database.
 
     Typically from SQLite to PostgreSQL. Users, sessions, rooms, members, bans,
@@ -85,13 +87,14 @@ def copy_data(source: str, target: str) -> None:
     """
     from .services.data_copy import copy_data as run_copy
 
+    load_settings(log_format=log_format)  # the log format (flag, env, .env) only
     source, target = _checked_url("--from", source), _checked_url("--to", target)
     try:
-        total = asyncio.run(run_copy(source, target, click.echo))
+        total = asyncio.run(run_copy(source, target, say))
     except ChatError as exc:
         fail(exc.message)
         raise AssertionError("unreachable") from None
-    click.echo(
+    say(
         f"Copied {total} row{'' if total == 1 else 's'} from {mask_url(source)} to "
         f"{mask_url(target)}; point the servers at the new database (CHATROOM_DATABASE_URL) "
         "and start them."

@@ -13,7 +13,16 @@ from datetime import UTC
 import click
 
 from .cli_admin import redis_option
-from .cli_support import database_option, describe_db_failure, fail, load_settings, run_db
+from .cli_support import (
+    database_option,
+    describe_db_failure,
+    fail,
+    load_settings,
+    log_format_option,
+    run_db,
+    say,
+    warn,
+)
 from .errors import ChatError
 from .settings import Settings
 
@@ -32,8 +41,13 @@ MAX_GRACE = 366 * 86400
 )
 @database_option
 @redis_option
+@log_format_option
 def rotate_secret(
-    grace: int | None, database_url: str | None, redis_url: str | None, redis_cluster: bool | None
+    grace: int | None,
+    database_url: str | None,
+    redis_url: str | None,
+    redis_cluster: bool | None,
+    log_format: str | None,
 ) -> None:
     """Sign new tokens with a new key; tokens signed with the previous ones (or with
     CHATROOM_JWT_SECRET) keep working for the grace period, then get 401 and their
@@ -41,20 +55,22 @@ def rotate_secret(
     from .services import secrets
 
     settings = load_settings(
-        database_url=database_url, redis_url=redis_url, redis_cluster=redis_cluster
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_cluster=redis_cluster,
+        log_format=log_format,
     )
     seconds = settings.token_ttl if grace is None else grace
     _require_migrations(settings.database_url)
     rotation = run_db(settings.database_url, lambda: secrets.rotate(seconds))
     problem = _announce(settings, rotation.kid)
     if problem is not None:
-        click.echo(
-            f"Warning: could not tell the servers through Redis ({problem}); "
-            "they pick the new key up through the database within about a second.",
-            err=True,
+        warn(
+            f"could not tell the servers through Redis ({problem}); "
+            "they pick the new key up through the database within about a second."
         )
     ends = rotation.retires_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    click.echo(
+    say(
         f"New signing key {rotation.kid}: tokens signed with the previous keys stop "
         f"working at {ends} (in {seconds} s)."
     )

@@ -40,9 +40,26 @@ _json_lines = False
 CLI_LOGGER = "chatroom_server.cli"
 
 
+log_format_option = click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="text, or one JSON object a line, this command's own lines included "
+    "(env CHATROOM_LOG_FORMAT).",
+)
+
+
 def say(message: str) -> None:
     """One line on stdout: as is, or as a JSON log line (level INFO)."""
     click.echo(json_line("INFO", CLI_LOGGER, message) if _json_lines else message)
+
+
+def warn(message: str) -> None:
+    """One line on stderr, "Warning: ..." or a JSON log line (level WARNING)."""
+    if _json_lines:
+        click.echo(json_line("WARNING", CLI_LOGGER, message), err=True)
+    else:
+        click.echo(f"Warning: {message}", err=True)
 
 
 @contextlib.contextmanager

@@ -1,10 +1,12 @@
-"""`--log-format json`: every line `migrate` and `serve` print is a JSON object, the
-migration report and the access lines included."""
+"""`--log-format json` (or CHATROOM_LOG_FORMAT=json): every line a command prints is
+a JSON object: `migrate`'s report, `serve`'s access lines, the operator and admin
+commands' reports, warnings and errors."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +91,60 @@ async def test_serve_prints_json_lines_with_access_fields(
     refused = [e for e in access if e["path"] == "/v1/api/chat/rooms"]
     assert [e["status"] for e in refused] == [401], access
     assert "secret-token-in-query" not in json.dumps(entries)
+
+
+def cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "chatroom_server", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_every_other_command_prints_json_lines(tmp_path: Path) -> None:
+    """The operator commands (flag or env) and the admin ones (env): JSON lines only,
+    their reports, warnings and errors included."""
+    url = f"sqlite://{tmp_path / 'o.sqlite3'}"
+    assert migrate(url, tmp_path).returncode == 0
+    as_json = {"CHATROOM_LOG_FORMAT": "json"}
+    backup = str(tmp_path / "b.sqlite3")
+    expected = [
+        (("create-room", "general", "--database-url", url), as_json, "Created room 1: general"),
+        (("list-rooms", "--database-url", url), as_json, "1\tgeneral"),
+        (("backup", backup, "--database-url", url, "--log-format", "json"), {}, "Backed up "),
+        (
+            ("copy-data", "--from", url, "--to", f"sqlite://{tmp_path / 'c.sqlite3'}"),
+            as_json,
+            "Copied ",
+        ),
+        (
+            ("rotate-secret", "--grace", "0", "--database-url", url, "--log-format", "json"),
+            {},
+            "New signing key ",
+        ),
+    ]
+    for args, env, last in expected:
+        code, out, err = cli(tmp_path, *args, env=env)
+        assert code == 0, err
+        assert json_lines(err) == []
+        messages = [e["message"] for e in json_lines(out)]
+        assert messages and messages[-1].startswith(last), (args, messages)
+    # copy-data's progress lines were JSON too (checked above): and a warning, an error.
+    code, out, err = cli(
+        tmp_path,
+        *("rotate-secret", "--database-url", url, "--redis-url", "redis://127.0.0.1:1"),
+        env=as_json,
+    )
+    assert code == 0, err
+    [warning] = json_lines(err)
+    assert warning["level"] == "WARNING"
+    assert warning["message"].startswith("could not tell the servers through Redis")
+    code, out, err = cli(tmp_path, "backup", backup, "--database-url", url, env=as_json)
+    assert code == 1 and out == ""
+    [error] = json_lines(err)
+    assert error["level"] == "ERROR" and "exists" in error["message"], error
