@@ -158,8 +158,7 @@ def create_served_app(settings: Settings) -> App:
 
 def _for_sanic_launcher(args: object) -> App:
     settings = Settings.load()
-    several = (getattr(args, "workers", 1) or 1) > 1 or bool(getattr(args, "fast", False))
-    if several and settings.redis_url is None:
+    if launcher.several_processes(args) and settings.redis_url is None:
         raise ConfigError(
             "More than one worker needs CHATROOM_REDIS_URL: each worker is a separate "
             "process, and without Redis every room would be split between them."

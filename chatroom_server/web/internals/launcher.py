@@ -18,6 +18,12 @@ from typing import Any
 log = logging.getLogger("chatroom_server.web")
 
 
+def several_processes(args: object) -> bool:
+    """Whether Sanic's launcher was asked for more than one worker: `--workers N` or
+    `--fast` in the argument namespace it hands the factory (not a documented API)."""
+    return (getattr(args, "workers", 1) or 1) > 1 or bool(getattr(args, "fast", False))
+
+
 def serve_protocol_under_launcher(app: Any, protocol: type) -> None:
     """Register a main_process_start listener that makes `protocol` the one served."""
 
