@@ -171,14 +171,15 @@ async def chat_socket(request: Request, ws: Websocket) -> None:
         log.exception("websocket handler failed: room=%s", conn.room.id)
         conn.close(CLOSE_INTERNAL, "internal error")
     finally:
-        ctx.keepalive.discard(conn)
-        inbox.close()
-        conn.finish()
-        ctx.limits.close_socket(slot)  # before any await: those may be cancelled
         try:
+            ctx.keepalive.discard(conn)
+            inbox.close()
+            conn.finish()
+            ctx.limits.close_socket(slot)  # before any await: those may be cancelled
             await ctx.relay.leave(conn)
         finally:
-            # Even when cancelled in leave (the client went away): shutdown waits on it.
+            # Whatever failed or was cancelled above (the client went away during
+            # leave, say): shutdown waits for every reader to get here.
             await inbox.closing()
         log.info("websocket closed: room=%s user=%s", conn.room.id, identity.user_id)
 

@@ -45,6 +45,8 @@ log = logging.getLogger("chatroom_server.web")
 
 # At shutdown, how long the handlers may wait for their clients' close frames.
 SHUTDOWN_WAIT = CLOSE_ANSWER_TIMEOUT + 2.0
+# A socket closed by the server whose handler has not finished by then is dropped.
+CUT_OFF_AFTER = CLOSE_ANSWER_TIMEOUT + 1.0
 
 
 def wire_frame(text: str) -> bytes:
@@ -91,7 +93,7 @@ class WatchedProtocol(ServerProtocol):
 class SanicTransport:
     """Adapts Sanic's websocket to the hub's Transport: frames straight to the socket."""
 
-    __slots__ = ("ws", "proto", "transport", "open", "watched", "__weakref__")
+    __slots__ = ("ws", "proto", "transport", "open", "watched", "cutoff", "__weakref__")
 
     def __init__(self, ws: WebsocketImplProtocol) -> None:
         self.ws = ws
@@ -102,6 +104,9 @@ class SanicTransport:
         self.open = self.proto.state is OPEN and self.transport is not None
         # Another websockets' protocol class would not be ours to watch: then ask it.
         self.watched = type(self.proto) is ServerProtocol
+        # After a close of ours: drops the connection should the handler never get to
+        # wait for the answer (stuck in an await), as end_connection used to.
+        self.cutoff: asyncio.TimerHandle | None = None
         if self.watched:
             self.proto.__class__ = WatchedProtocol
             cast(WatchedProtocol, self.proto).watcher = weakref.ref(self)
@@ -138,6 +143,7 @@ class SanicTransport:
             for chunk in data:
                 if chunk:  # b"" would be an end of stream: not ours to send here
                     transport.write(chunk)
+            self.cutoff = asyncio.get_running_loop().call_later(CUT_OFF_AFTER, self.cut)
         elif proto.state is OPEN:
             self.ws.end_connection(code, reason)  # type: ignore[no-untyped-call]
         # Wake the handler blocked in recv(), so it leaves the hub now rather than
@@ -145,6 +151,18 @@ class SanicTransport:
         waiting = self.ws.recv_cancel
         if waiting is not None and not waiting.done():
             waiting.set_result(None)
+
+    def cut(self) -> None:
+        """Drop the TCP connection now: the client did not answer our close."""
+        self.cutoff = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def answered(self) -> None:
+        """The handler saw the close through: no cut-off needed."""
+        if self.cutoff is not None:
+            self.cutoff.cancel()
+            self.cutoff = None
 
 
 def stop_http_timeouts(ws: WebsocketImplProtocol) -> None:
@@ -224,7 +242,7 @@ class FastWire:
     ) -> Inbox:
         # Sanic decodes text frames in its reader task, where a bad byte sequence would
         # be an unhandled error: the inbox closes the connection with 1007 instead.
-        return Inbox.install(ws, on_bad_text, self._handlers)
+        return Inbox.install(ws, transport, on_bad_text, self._handlers)
 
     @staticmethod
     def after_upgrade(ws: WebsocketImplProtocol) -> None:

@@ -18,12 +18,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sanic.exceptions import WebsocketClosed
 from sanic.server.websockets.impl import WebsocketImplProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import CLOSED, CLOSING
+
+if TYPE_CHECKING:
+    from .fast import SanicTransport
 
 MAX_MESSAGES = 16
 MAX_BYTES = 65536
@@ -68,10 +71,15 @@ class Inbox:
         "_paused",
         "_closed",
         "_handlers",
+        "_transport",
     )
 
     def __init__(
-        self, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None], handlers: Handlers
+        self,
+        ws: WebsocketImplProtocol,
+        transport: SanicTransport,
+        on_bad_text: Callable[[], None],
+        handlers: Handlers,
     ) -> None:
         self.ws = ws
         # Kept: asyncio.get_running_loop() costs a system call (getpid) per message.
@@ -85,16 +93,21 @@ class Inbox:
         self._taken: asyncio.Future[None] | None = None  # put() waiting for get()
         self._paused = False
         self._closed = False
+        self._transport: SanicTransport | None = transport  # until closing() returns
         self._handlers = handlers
         handlers.count += 1  # until closing() returns
 
     @classmethod
     def install(
-        cls, ws: WebsocketImplProtocol, on_bad_text: Callable[[], None], handlers: Handlers
+        cls,
+        ws: WebsocketImplProtocol,
+        transport: SanicTransport,
+        on_bad_text: Callable[[], None],
+        handlers: Handlers,
     ) -> Inbox:
         """Take the place of Sanic's assembler, with whatever the client already sent."""
         old = ws.assembler
-        inbox = cls(ws, on_bad_text, handlers)
+        inbox = cls(ws, transport, on_bad_text, handlers)
         ws.assembler = inbox  # type: ignore[assignment]
         if old.message_complete.is_set():
             # A whole message came before the handler ran; its put() waits to be told.
@@ -196,13 +209,17 @@ class Inbox:
 
     async def closing(self) -> None:
         """Return once the client answered a close the server started (its close frame
-        came, or the connection is gone), or CLOSE_ANSWER_TIMEOUT passed: then end
-        the connection. When the handler returns, Sanic ends the TCP connection at once
+        came, or the connection is gone), or CLOSE_ANSWER_TIMEOUT passed: then drop
+        the connection (a stalled client: closing it gracefully would wait for its
+        unread bytes to drain). When the handler returns, Sanic ends the TCP connection at once
         (WebSocketProtocol.close: end_connection stops reading and closes): bytes the
         client still sends then reset the connection, and the client loses what it had
         not read yet, our close frame included (1006)."""
         ws = self.ws
         proto = ws.ws_proto
+        transport = self._transport
+        if transport is None:
+            return  # closing() already ran
         try:
             if proto.state is not CLOSING or proto.close_rcvd is not None:
                 return  # the client closed first, or the socket is gone
@@ -211,7 +228,8 @@ class Inbox:
             while proto.state is CLOSING and proto.close_rcvd is None:
                 left = deadline - self.loop.time()
                 if left <= 0:
-                    return  # no answer (a stalled peer, say): Sanic cuts it off now
+                    transport.cut()  # no answer: a stalled peer, say
+                    return
                 # Sanic cancels recv_cancel when the close frame (or the end of the
                 # stream) arrives; frames before it go to put(), which drops them.
                 answered: asyncio.Future[Any] = self.loop.create_future()
@@ -225,6 +243,8 @@ class Inbox:
                     if ws.recv_cancel is answered:
                         ws.recv_cancel = None
         finally:
+            transport.answered()
+            self._transport = None  # Sanic may keep this inbox after the handler
             self._handlers.leave()
 
     def _release(self) -> None:

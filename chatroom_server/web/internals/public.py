@@ -159,9 +159,9 @@ class PublicReader:
         self.ws = ws
         self.transport = transport
         self.done = False  # the client closed: recv() has nothing more
-        # The recv() still waiting when the server closed: left running (a cancelled
-        # one unwinds its inner task a loop turn later, and until then Sanic refuses
-        # another recv()); the drain awaits it first.
+        # The recv() still waiting when the server closed: left running, and the drain
+        # awaits it first. Cancelled, it would leave Sanic's frame assembler marked as
+        # busy (its get() has no finally), and every later recv() would fail at once.
         self.pending: asyncio.Future[Any] | None = None
         self.drain: asyncio.Task[None] | None = None
         transport.tasks.readers += 1  # until closing() returns (see Tasks)
