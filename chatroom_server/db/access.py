@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import storage_errors
+from .params import bind
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +76,7 @@ async def room_and_standing(room_id: int, user_id: int) -> tuple[RoomRecord, Sta
     conn = _connection()
     sqlite = conn.capabilities.dialect == "sqlite"
     with storage_errors():
-        _, rows = await conn.execute_query(_sql(sqlite), [room_id, user_id])
+        _, rows = await conn.execute_query(_sql(sqlite), bind(sqlite, [room_id, user_id]))
     if not rows:
         return None
     (

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import storage_errors
+from .params import bind
 
 
 def _connection() -> Any:
@@ -122,7 +123,7 @@ async def advance(user_id: int, room_id: int, last_read_id: int) -> int | None:
     if sqlite:
         params.append(datetime.now(UTC).isoformat(" "))  # as the ORM writes it
     with storage_errors():
-        _, rows = await conn.execute_query(advance_sql(sqlite), params)
+        _, rows = await conn.execute_query(advance_sql(sqlite), bind(sqlite, params))
     return int(rows[0][0]) if rows else None
 
 
@@ -131,7 +132,7 @@ async def read_state(user_id: int, room_id: int) -> tuple[int | None, int]:
     conn = _connection()
     sqlite = conn.capabilities.dialect == "sqlite"
     with storage_errors():
-        _, rows = await conn.execute_query(state_sql(sqlite), [user_id, room_id])
+        _, rows = await conn.execute_query(state_sql(sqlite), bind(sqlite, [user_id, room_id]))
     if not rows:
         return None, 0
     marker, unread = tuple(rows[0])

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import storage_errors
+from .params import bind
 from .read_markers import seen_seq_sql, unread_sql
 
 
@@ -113,7 +114,9 @@ async def rooms_json(keys: Sequence[str], viewer: int, after: int, limit: int | 
     sqlite = conn.capabilities.dialect == "sqlite"
     params = [viewer, after] + ([] if limit is None else [limit])
     with storage_errors():
-        _, rows = await conn.execute_query(_page_sql(sqlite, keys, limit is not None), params)
+        _, rows = await conn.execute_query(
+            _page_sql(sqlite, keys, limit is not None), bind(sqlite, params)
+        )
     array, count, last_id = rows[0]
     return RoomsJson(str(array), int(count), None if last_id is None else int(last_id))
 
@@ -129,5 +132,5 @@ async def any_room_after(viewer: int, room_id: int) -> bool:
         f" AND (r.visibility = 'public' OR m.role IS NOT NULL OR {_admin(sqlite)}) LIMIT 1"
     )
     with storage_errors():
-        _, rows = await conn.execute_query(sql, [viewer, room_id])
+        _, rows = await conn.execute_query(sql, bind(sqlite, [viewer, room_id]))
     return bool(rows)
