@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -27,6 +27,8 @@ Client = Redis | RedisCluster
 # redis-py's errors, its cluster errors (a slot uncovered during a failover, which
 # are not RedisErrors), and the builtin TimeoutError (an OSError) on socket timeouts.
 FAILURES = (RedisError, RedisClusterException, OSError)
+# Connections of one client to a standalone Redis, at most.
+POOL_CONNECTIONS = 100
 
 
 def make_client(url: str, cluster: bool, timeout: float, **options: Any) -> Client:
@@ -42,7 +44,14 @@ def make_client(url: str, cluster: bool, timeout: float, **options: Any) -> Clie
         # the retry follows the refreshed slot map (no backoff: callers fail fast).
         common.setdefault("retry", Retry(NoBackoff(), 1))
         return RedisCluster.from_url(url, **common)
-    return Redis.from_url(url, **common)
+    # A pool that makes a burst wait for a connection (at most `timeout`) rather than
+    # fail: redis-py's default pool raises MaxConnectionsError past 100 connections in
+    # use, which a reconnect storm's thousands of connects at once reach (each takes
+    # connection slots and presence): the limits then fell back to per-process counts.
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=POOL_CONNECTIONS, timeout=timeout, **common
+    )
+    return Redis.from_pool(pool)
 
 
 def mode_problem(cluster_enabled: bool, cluster: bool, url: str) -> str | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -147,3 +149,17 @@ async def test_redis_away_falls_back_to_this_process(
         assert limits.take_now("y", 1, 1) is None
     finally:
         await limits.close()
+
+
+async def test_a_burst_of_calls_waits_for_connections_rather_than_failing(
+    limits: Limits, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reconnect storm: thousands of connects at once each take connection slots.
+    More calls at once than the client has connections must queue for one, not fail
+    (redis-py's default pool raised MaxConnectionsError past 100, and the limits fell
+    back to per-process counts)."""
+    caplog.set_level(logging.WARNING, logger="chatroom_server.pubsub")
+    held = await asyncio.gather(*(limits.acquire(f"burst{i}", "m", 1, 30) for i in range(400)))
+    assert held == [True] * 400
+    # Never fell back to per-process counts (which would also have said yes).
+    assert "unreachable" not in caplog.text
