@@ -176,6 +176,13 @@ def _preflight(settings: Settings) -> None:
         run_db(settings.database_url, shared_secret)
 
 
+# Connections the kernel may hold before the server accepts them (capped by
+# net.core.somaxconn). Sanic's default, 100, overflows when thousands of clients
+# reconnect at once after a restart: the kernel drops their SYNs, and each waits
+# for its retransmission (1 s, 3 s, 7 s...), the storm's tail of 30 s.
+LISTEN_BACKLOG = 4096
+
+
 def _run_server(settings: Settings) -> None:
     from sanic import Sanic
     from sanic.worker.loader import AppLoader
@@ -205,6 +212,7 @@ def _run_server(settings: Settings) -> None:
             motd=settings.dev,
             single_process=single,
             protocol=app.ctx.http_protocol,  # the header deadline (web/internals)
+            backlog=LISTEN_BACKLOG,
         )
         if single:
             Sanic.serve_single(primary=app)

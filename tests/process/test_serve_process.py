@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import OPEN
 from websockets.uri import parse_uri
+
+from chatroom_server.cli import LISTEN_BACKLOG
 
 from ..conftest import TIMEOUT, auth, close_code, free_port, recv_event
 from .conftest import ServeProcess
@@ -286,3 +289,29 @@ async def test_sigterm_close_frame_reaches_a_client_still_sending(
     texts = [json.loads(f.data) for f in frames if f.opcode is Opcode.TEXT]
     assert len([t for t in texts if t["Event"] == "message"]) == MESSAGES
     assert await asyncio.to_thread(proc.proc.wait, TIMEOUT) == 0
+
+
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+
+
+def listening(port: int) -> str:
+    """`ss`'s line for the socket listening on `port`."""
+    return subprocess.run(
+        ["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout
+
+
+async def test_the_listen_backlog_holds_a_reconnect_storm(
+    tmp_path: Path, processes: list[ServeProcess]
+) -> None:
+    """Thousands of clients reconnect at once after a restart: the kernel must queue
+    their connections (Sanic's default backlog, 100, dropped SYNs: 30 s tails)."""
+    if shutil.which("ss") is None:
+        pytest.skip("ss (iproute2) is not installed")
+    proc = ServeProcess(f"sqlite://{tmp_path / 'b.sqlite3'}", tmp_path)
+    processes.append(proc)
+    await proc.ready()
+    shown = (await asyncio.to_thread(listening, proc.port)).split()
+    somaxconn = int(SOMAXCONN.read_text())  # noqa: ASYNC240 (a /proc file)
+    assert int(shown[2]) == min(LISTEN_BACKLOG, somaxconn), shown  # Send-Q: the backlog
+    assert await asyncio.to_thread(proc.terminate) == 0
